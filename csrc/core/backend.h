@@ -1,0 +1,158 @@
+// The backend interface: one table of ops that every backend (CPU in the addon, CUDA in the
+// dlopened module) implements with the same semantics.
+//
+// Why a C table of function pointers and not a C++ class: the CUDA backend lives in a separate
+// shared object (newton_muon_cuda.so) built by a different build system and compiler driver
+// (nvcc). A plain C ABI is the one interface that stays stable across that boundary.
+//
+// Conventions shared by every op:
+// - Memory is row-major and contiguous unless a stride argument says otherwise. Pointers are
+//   device pointers of the backend (host pointers for the CPU backend) and already include any
+//   tensor offset.
+// - Ops are stream-ordered: a call validates its arguments, enqueues the work on the backend's
+//   single stream (the CUDA stream, or the CPU backend's work queue) and returns. Work runs in
+//   call order. Only fence_wait and synchronize block.
+// - Every op returns NM_OK or an error code; on error, last_error() gives a message naming the
+//   op. The message is per calling thread (thread-local), so a worker thread waiting on a fence
+//   never clobbers the main thread's error.
+// - Arithmetic on f32/bf16 data is done in f32; bf16 is storage only. f32 -> bf16 rounds to
+//   nearest even (NaN stays NaN).
+#ifndef NM_CORE_BACKEND_H
+#define NM_CORE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Bumped whenever the table below changes shape; the addon refuses a module with another value.
+#define NM_BACKEND_ABI_VERSION 1u
+
+typedef enum nm_dtype {
+  NM_F32 = 0,
+  NM_BF16 = 1,
+  NM_I32 = 2,  // token ids
+  NM_U16 = 3,  // tokens as stored in shards
+} nm_dtype;
+
+typedef enum nm_status {
+  NM_OK = 0,
+  NM_ERR_INVALID = 1,      // bad argument (the caller should have caught it; defence in depth)
+  NM_ERR_OUT_OF_MEMORY = 2,
+  NM_ERR_DEVICE = 3,       // CUDA / cuBLAS / driver failure
+  NM_ERR_UNAVAILABLE = 4,  // backend cannot run here (no device, no driver)
+} nm_status;
+
+typedef enum nm_binary_op { NM_ADD = 0, NM_SUB = 1, NM_MUL = 2 } nm_binary_op;
+
+typedef struct nm_backend nm_backend;  // one per device: owns the stream and the handles
+typedef struct nm_fence nm_fence;      // a recorded point in the stream
+
+// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b in [0, batch), row-major.
+// op(A) is [m, k] (A is [k, m] when trans_a), op(B) is [k, n] (B is [n, k] when trans_b).
+// lda/ldb/ldc are row strides in elements; stride_* are batch strides in elements.
+// A and B share a dtype (f32 or bf16); C is f32 or bf16. Accumulation is always f32.
+// When beta == 0, C is not read (NaN in C does not propagate), as in BLAS.
+typedef struct nm_gemm_args {
+  int32_t trans_a, trans_b;
+  int64_t m, n, k;
+  float alpha, beta;
+  const void* a; int64_t lda; int64_t stride_a;
+  const void* b; int64_t ldb; int64_t stride_b;
+  void* c; int64_t ldc; int64_t stride_c;
+  nm_dtype ab_dtype;
+  nm_dtype c_dtype;
+  int64_t batch;
+} nm_gemm_args;
+
+typedef struct nm_backend_ops {
+  uint32_t abi_version;  // NM_BACKEND_ABI_VERSION
+  const char* name;      // "cpu" or "cuda"
+
+  // ---- lifecycle -------------------------------------------------------------------------
+  // create(): NULL on failure with the reason written to err (e.g. "no CUDA-capable device").
+  nm_backend* (*create)(int device_index, char* err, size_t err_len);
+  void (*destroy)(nm_backend* be);
+  const char* (*last_error)(void);
+  // A one-line JSON object describing the device (name, memory, versions...).
+  nm_status (*describe)(nm_backend* be, char* buf, size_t buf_len);
+
+  // ---- memory ----------------------------------------------------------------------------
+  // alloc is immediate (usable by ops enqueued after it); free is stream-ordered: the memory
+  // is released once all previously enqueued work is done. Allocations are 256-byte aligned.
+  nm_status (*alloc)(nm_backend* be, size_t bytes, void** out);
+  nm_status (*free)(nm_backend* be, void* ptr);
+  // Host staging memory for downloads (pinned on CUDA so copies are truly asynchronous).
+  nm_status (*host_alloc)(nm_backend* be, size_t bytes, void** out);
+  nm_status (*host_free)(nm_backend* be, void* ptr);  // only after the fence covering its use
+
+  // ---- copies ----------------------------------------------------------------------------
+  // upload: the backend snapshots host_src before returning; the caller may reuse it at once.
+  nm_status (*upload)(nm_backend* be, void* dst, const void* host_src, size_t bytes);
+  // download: host_dst must come from host_alloc; its contents are valid after a fence wait.
+  nm_status (*download)(nm_backend* be, void* host_dst, const void* src, size_t bytes);
+  nm_status (*copy)(nm_backend* be, void* dst, const void* src, size_t bytes);
+  // rows x row_bytes block copy with byte strides between rows (strided row-slices).
+  nm_status (*copy_rows)(nm_backend* be, void* dst, int64_t dst_stride_bytes, const void* src,
+                         int64_t src_stride_bytes, int64_t rows, int64_t row_bytes);
+
+  // ---- fill / cast -----------------------------------------------------------------------
+  // value is converted to the dtype (rounded to nearest even for bf16, truncated toward zero
+  // for integers; the caller guarantees integer values are in range).
+  nm_status (*fill)(nm_backend* be, void* dst, nm_dtype dtype, int64_t n, double value);
+  // Supported pairs: f32<->bf16, f32->f32, bf16->bf16, u16->i32, i32->f32.
+  nm_status (*cast)(nm_backend* be, void* dst, nm_dtype dst_dtype, const void* src,
+                    nm_dtype src_dtype, int64_t n);
+
+  // ---- elementwise (f32 or bf16, every operand the same dtype, out may alias inputs) ------
+  nm_status (*binary)(nm_backend* be, nm_binary_op op, void* out, const void* a, const void* b,
+                      nm_dtype dtype, int64_t n);
+  // out = alpha * x
+  nm_status (*scale)(nm_backend* be, void* out, const void* x, float alpha, nm_dtype dtype,
+                     int64_t n);
+  // y = y + alpha * x
+  nm_status (*axpy)(nm_backend* be, void* y, const void* x, float alpha, nm_dtype dtype,
+                    int64_t n);
+
+  // ---- reductions (x f32 or bf16; out is one f32 in device memory; n may be 0 -> 0) --------
+  // Deterministic: the same input gives the same bits on every run of a backend.
+  nm_status (*sum)(nm_backend* be, void* out_f32, const void* x, nm_dtype dtype, int64_t n);
+  nm_status (*sum_squares)(nm_backend* be, void* out_f32, const void* x, nm_dtype dtype,
+                           int64_t n);
+
+  // ---- matrix multiply -------------------------------------------------------------------
+  nm_status (*gemm)(nm_backend* be, const nm_gemm_args* args);
+
+  // ---- ordering --------------------------------------------------------------------------
+  // fence_create records the current end of the stream (call it on the thread that enqueues).
+  // fence_wait blocks until that point has run; it may be called from any thread and reports
+  // asynchronous device errors. fence_destroy may be called right after fence_wait.
+  nm_status (*fence_create)(nm_backend* be, nm_fence** out);
+  nm_status (*fence_wait)(nm_backend* be, nm_fence* fence);
+  void (*fence_destroy)(nm_backend* be, nm_fence* fence);
+} nm_backend_ops;
+
+// Size in bytes of one element of dtype (0 for an unknown value).
+static inline size_t nm_dtype_size(nm_dtype dtype) {
+  switch (dtype) {
+    case NM_F32: return 4;
+    case NM_BF16: return 2;
+    case NM_I32: return 4;
+    case NM_U16: return 2;
+  }
+  return 0;
+}
+
+// The symbol the CUDA module exports. Returns NULL (with a reason in err) when abi_version does
+// not match the module's.
+typedef const nm_backend_ops* (*nm_backend_entry_fn)(uint32_t abi_version, char* err,
+                                                     size_t err_len);
+#define NM_CUDA_ENTRY_SYMBOL "nm_cuda_backend_ops"
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+
+#endif  // NM_CORE_BACKEND_H

@@ -1,0 +1,67 @@
+// Loads the addon (node-gyp-build finds build/Release or the matching prebuild) and declares
+// the typed surface of csrc/napi. Nothing outside lib/ops.ts, lib/tensor.ts and lib/device.ts
+// should call it: the native layer trusts its callers to have validated shapes and dtypes.
+import * as path from 'path';
+
+/** Opaque handle to one device allocation (an N-API External). */
+export interface BufferHandle {
+  readonly __nmBuffer: unique symbol;
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  available: boolean;
+  reason?: string;
+  /** One-line JSON from the backend's describe(). */
+  describe?: string;
+  modulePath?: string;
+}
+
+export interface NativeGemmArgs {
+  a: BufferHandle; aOffset: number;
+  b: BufferHandle; bOffset: number;
+  c: BufferHandle; cOffset: number;
+  transA: boolean; transB: boolean;
+  m: number; n: number; k: number;
+  alpha: number; beta: number;
+  lda: number; ldb: number; ldc: number;
+  strideA: number; strideB: number; strideC: number;
+  batch: number;
+  abDtype: number; cDtype: number;
+}
+
+/** Offsets are in bytes; counts (n) in elements; dtypes are nm_dtype codes. */
+export interface NativeAddon {
+  abiVersion: number;
+  cpuInfo(): NativeDeviceInfo;
+  loadCuda(candidatePaths: string[]): NativeDeviceInfo;
+  memoryStats(): Record<string, { bytes: number; buffers: number }>;
+  alloc(device: string, bytes: number): BufferHandle;
+  free(buffer: BufferHandle): void;
+  upload(dst: BufferHandle, byteOffset: number, data: ArrayBufferView): void;
+  download(src: BufferHandle, byteOffset: number, bytes: number): Promise<ArrayBuffer>;
+  synchronize(device: string): Promise<void>;
+  copy(dst: BufferHandle, dstOffset: number, src: BufferHandle, srcOffset: number, bytes: number): void;
+  copyRows(dst: BufferHandle, dstOffset: number, dstStride: number, src: BufferHandle, srcOffset: number,
+    srcStride: number, rows: number, rowBytes: number): void;
+  fill(dst: BufferHandle, offset: number, dtype: number, n: number, value: number): void;
+  cast(dst: BufferHandle, dstOffset: number, dstDtype: number, src: BufferHandle, srcOffset: number,
+    srcDtype: number, n: number): void;
+  binary(op: number, out: BufferHandle, outOffset: number, a: BufferHandle, aOffset: number,
+    b: BufferHandle, bOffset: number, dtype: number, n: number): void;
+  scale(out: BufferHandle, outOffset: number, x: BufferHandle, xOffset: number, alpha: number,
+    dtype: number, n: number): void;
+  axpy(y: BufferHandle, yOffset: number, x: BufferHandle, xOffset: number, alpha: number,
+    dtype: number, n: number): void;
+  reduce(out: BufferHandle, outOffset: number, x: BufferHandle, xOffset: number, dtype: number,
+    n: number, squares: boolean): void;
+  gemm(args: NativeGemmArgs): void;
+}
+
+/** The package root (dist/.. when compiled, lib/.. under ts-jest). */
+export const packageRoot = path.join(__dirname, '..');
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+
+export const native: NativeAddon = load(packageRoot);
