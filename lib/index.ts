@@ -8,3 +8,4 @@ export { empty, full, rand, randn, tensor, Tensor, zeros } from './tensor';
 export { scope } from './scope';
 export type { GemmOptions, MatmulOptions, RowBlock } from './ops';
 export { add, axpy, cast, copy, copyRows, fill, gemm, matmul, mul, scale, sub, sum, sumOfSquares } from './ops';
+export * from './optim';

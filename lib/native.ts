@@ -56,6 +56,18 @@ export interface NativeAddon {
   reduce(out: BufferHandle, outOffset: number, x: BufferHandle, xOffset: number, dtype: number,
     n: number, squares: boolean): void;
   gemm(args: NativeGemmArgs): void;
+  // Optimizer ops: every operand f32 except choleskyInverse's info (i32).
+  newtonSchulz(out: BufferHandle, outOffset: number, x: BufferHandle, xOffset: number, batch: number,
+    rows: number, cols: number, steps: number, a: number, b: number, c: number, eps: number): void;
+  choleskyInverse(kinv: BufferHandle, kinvOffset: number, k: BufferHandle, kOffset: number,
+    info: BufferHandle, infoOffset: number, batch: number, d: number, ridgeMult: number, ridgeEps: number): void;
+  momentumUpdate(buf: BufferHandle, bufOffset: number, u: BufferHandle, uOffset: number, g: BufferHandle,
+    gOffset: number, n: number, momentum: number, nesterov: boolean): void;
+  applyUpdate(w: BufferHandle, wOffset: number, u: BufferHandle, uOffset: number, n: number, decay: number,
+    step: number): void;
+  adamwUpdate(w: BufferHandle, wOffset: number, g: BufferHandle, gOffset: number, m: BufferHandle, mOffset: number,
+    v: BufferHandle, vOffset: number, n: number, lr: number, beta1: number, beta2: number, eps: number,
+    weightDecay: number, bias1: number, bias2: number): void;
 }
 
 /** The package root (dist/.. when compiled, lib/.. under ts-jest). */

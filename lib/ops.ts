@@ -3,7 +3,7 @@
 import { checkDtype, Dtype, dtypeCode, dtypeSize, isFloatDtype } from './dtype';
 import { native } from './native';
 import { describe, formatShape, sameShape } from './shape';
-import { empty, Tensor } from './tensor';
+import { checkValueFits, empty, Tensor } from './tensor';
 
 const BINARY_CODES = { add: 0, sub: 1, mul: 2 } as const;
 
@@ -97,10 +97,8 @@ export const sumOfSquares = (x: Tensor): Tensor => reduce(x, true, 'sumOfSquares
 /** Sets every element of x to value, in place; returns x. */
 export function fill(x: Tensor, value: number): Tensor {
   checkTensor(x, 'fill: x');
-  checkNumber(value, 'fill: value');
-  if ((x.dtype === 'i32' || x.dtype === 'u16') && !Number.isInteger(value)) {
-    throw new RangeError(`fill: ${value} is not an integer (x is ${x.dtype})`);
-  }
+  if (typeof value !== 'number') throw new TypeError(`fill: value must be a number, got ${describe(value)}`);
+  checkValueFits(value, x.dtype, 'fill: value');
   native.fill(x.handle('fill'), x.byteOffset, dtypeCode(x.dtype), x.numel, value);
   return x;
 }
@@ -175,6 +173,7 @@ export function copyRows(dst: Tensor, src: Tensor, block: RowBlock = {}): Tensor
   if (dstRow + rows > dstRows || dstCol + cols > dstCols) {
     throw new RangeError(`copyRows: block rows [${dstRow}, ${dstRow + rows}) x cols [${dstCol}, ${dstCol + cols}) is outside dst ${formatShape(dst.shape)}`);
   }
+  if (rows === 0 || cols === 0) return dst;
   const size = dtypeSize(src.dtype);
   native.copyRows(dst.handle('copyRows'), dst.byteOffset + (dstRow * dstCols + dstCol) * size, dstCols * size,
     src.handle('copyRows'), src.byteOffset + (srcRow * srcCols + srcCol) * size, srcCols * size, rows, cols * size);

@@ -19,12 +19,17 @@ export class Xoshiro128 {
 
   constructor(seed: number) {
     if (!Number.isSafeInteger(seed)) throw new TypeError(`seed: expected an integer, got ${seed}`);
-    // Fold the full safe-integer range into the splitmix32 stream: high and low words both count.
-    const st = { s: (seed % 0x100000000) ^ Math.floor(seed / 0x100000000) };
-    this.a = splitmix32(st);
-    this.b = splitmix32(st);
-    this.c = splitmix32(st);
-    this.d = splitmix32(st);
+    // The seed's two 32-bit words (two's complement, so -1 and 2^53-1 differ) each drive their
+    // own splitmix32 stream. splitmix32's output is a bijection of its state, so distinct seeds
+    // always give distinct generator states.
+    const wide = BigInt.asUintN(64, BigInt(seed));
+    const low = { s: Number(wide & 0xffffffffn) | 0 };
+    const high = { s: Number(wide >> 32n) ^ 0x6a09e667 };
+    this.a = splitmix32(low);
+    this.b = splitmix32(high);
+    this.c = splitmix32(low);
+    this.d = splitmix32(high);
+    if ((this.a | this.b | this.c | this.d) === 0) this.d = 1; // xoshiro's one forbidden state
   }
 
   nextUint32(): number {

@@ -182,22 +182,28 @@ export function empty(shape: readonly number[], opts?: TensorOptions): Tensor {
   return allocate(checkShape(shape, 'empty'), dtype, device);
 }
 
-/** A tensor with every element set to value. */
-export function full(shape: readonly number[], value: number, opts?: TensorOptions): Tensor {
-  const { dtype, device } = options(opts, 'full');
-  if (typeof value !== 'number') throw new TypeError(`full: value must be a number, got ${describe(value)}`);
-  checkValueFits(value, dtype, 'full: value');
-  const out = allocate(checkShape(shape, 'full'), dtype, device);
-  native.fill(out.handle('full'), 0, dtypeCode(dtype), out.numel, value);
+function filled(what: string, shape: readonly number[], value: number, opts: TensorOptions | undefined): Tensor {
+  const { dtype, device } = options(opts, what);
+  if (typeof value !== 'number') {
+    throw new TypeError(`${what}: value must be a number, got ${describe(value)}`);
+  }
+  checkValueFits(value, dtype, `${what}: value`);
+  const out = allocate(checkShape(shape, what), dtype, device);
+  native.fill(out.handle(what), 0, dtypeCode(dtype), out.numel, value);
   return out;
 }
 
-export function zeros(shape: readonly number[], opts?: TensorOptions): Tensor {
-  const { dtype, device } = options(opts, 'zeros');
-  return full(shape, 0, { dtype, device });
+/** A tensor with every element set to value. */
+export function full(shape: readonly number[], value: number, opts?: TensorOptions): Tensor {
+  return filled('full', shape, value, opts);
 }
 
-function checkValueFits(value: number, dtype: Dtype, what: string): void {
+export function zeros(shape: readonly number[], opts?: TensorOptions): Tensor {
+  return filled('zeros', shape, 0, opts);
+}
+
+/** Throws unless value is representable in an integer dtype (float dtypes take any number). */
+export function checkValueFits(value: number, dtype: Dtype, what: string): void {
   if (dtype === 'i32' && !(Number.isInteger(value) && value >= -(2 ** 31) && value < 2 ** 31)) {
     throw new RangeError(`${what}: ${value} is not a 32-bit integer (dtype i32)`);
   }

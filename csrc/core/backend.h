@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 // Bumped whenever the table below changes shape; the addon refuses a module with another value.
-#define NM_BACKEND_ABI_VERSION 1u
+#define NM_BACKEND_ABI_VERSION 2u
 
 typedef enum nm_dtype {
   NM_F32 = 0,
@@ -132,6 +132,38 @@ typedef struct nm_backend_ops {
   nm_status (*fence_create)(nm_backend* be, nm_fence** out);
   nm_status (*fence_wait)(nm_backend* be, nm_fence* fence);
   void (*fence_destroy)(nm_backend* be, nm_fence* fence);
+
+  // ---- optimizer ops (Newton-Muon / Muon / AdamW; see shared spec/newton-muon.md) ----------
+  // Quintic Newton-Schulz approximation of msgn for `batch` independent f32 matrices x[b] of
+  // [rows, cols] (contiguous, batch stride rows*cols), written to out (f32, same layout; out may
+  // not alias x). Per matrix: X = x / (||x||_F + eps); if rows > cols work on X^T; `steps` times
+  // A = X X^T; B = coef_b*A + coef_c*A A; X = coef_a*X + B X; transpose back.
+  // CPU computes in f32; CUDA uses bf16 operands with f32 accumulation (documented difference).
+  nm_status (*newton_schulz)(nm_backend* be, void* out_f32, const void* x_f32, int64_t batch,
+                             int64_t rows, int64_t cols, int32_t steps, float coef_a,
+                             float coef_b, float coef_c, float eps);
+  // For each of `batch` f32 [d, d] matrices k[b] (symmetric positive semi-definite):
+  //   ridge = ridge_mult * trace(k[b]) / d + ridge_eps
+  //   kinv[b] = (k[b] + ridge I)^-1 via Cholesky (full symmetric matrix written)
+  // info_i32[b] = 0 on success, i > 0 if the leading minor of order i was not positive definite,
+  // -1 if k[b] had a non-finite value; a failed matrix gets kinv[b] = I. k is not modified.
+  nm_status (*cholesky_inverse)(nm_backend* be, void* kinv_f32, const void* k_f32,
+                                void* info_i32, int64_t batch, int64_t d, float ridge_mult,
+                                float ridge_eps);
+  // Momentum on f32 vectors of n: buf = momentum * buf + g; then
+  // u = g + momentum * buf (nesterov != 0) or u = buf. u may alias g.
+  nm_status (*momentum_update)(nm_backend* be, void* buf_f32, void* u_f32, const void* g_f32,
+                               int64_t n, float momentum, int32_t nesterov);
+  // w = decay * w - step * u  (w f32, u f32; decay = 1 - lr*weight_decay, step = lr*scale).
+  nm_status (*apply_update)(nm_backend* be, void* w_f32, const void* u_f32, int64_t n,
+                            float decay, float step);
+  // AdamW as PyTorch computes it, all f32 vectors of n:
+  //   w *= 1 - lr*weight_decay; m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g^2;
+  //   w -= (lr / bias1) * m / (sqrt(v) / sqrt(bias2) + eps)
+  // with bias1 = 1 - beta1^t, bias2 = 1 - beta2^t computed by the caller.
+  nm_status (*adamw_update)(nm_backend* be, void* w_f32, const void* g_f32, void* m_f32,
+                            void* v_f32, int64_t n, float lr, float beta1, float beta2,
+                            float eps, float weight_decay, float bias1, float bias2);
 } nm_backend_ops;
 
 // Size in bytes of one element of dtype (0 for an unknown value).

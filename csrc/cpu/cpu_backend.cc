@@ -2,6 +2,7 @@
 // arguments on the calling thread, then enqueues the kernel on the backend's WorkQueue.
 #include "cpu_backend.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include "gemm.h"
 #include "kernels.h"
+#include "optim_kernels.h"
 #include "thread_pool.h"
 #include "work_queue.h"
 
@@ -217,6 +219,120 @@ nm_status fence_wait(nm_backend* be, nm_fence* fence) {
 
 void fence_destroy(nm_backend*, nm_fence* fence) { delete fence; }
 
+// ---- optimizer ops ---------------------------------------------------------------------------
+
+// count = a * b * c, or -1 when it would overflow int64 (all three >= 0).
+int64_t checked_product(int64_t a, int64_t b, int64_t c) {
+  if (a == 0 || b == 0 || c == 0) return 0;
+  if (a > INT64_MAX / b) return -1;
+  const int64_t ab = a * b;
+  if (ab > INT64_MAX / c) return -1;
+  return ab * c;
+}
+
+bool ranges_overlap(const void* a, const void* b, size_t bytes) {
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a);
+  const uintptr_t y = reinterpret_cast<uintptr_t>(b);
+  return x < y + bytes && y < x + bytes;
+}
+
+nm_status newton_schulz_op(nm_backend* be, void* out, const void* x, int64_t batch, int64_t rows,
+                           int64_t cols, int32_t steps, float coef_a, float coef_b, float coef_c,
+                           float eps) {
+  static const char* const kOp = "newton_schulz";
+  NM_REQUIRE(batch >= 0 && rows >= 0 && cols >= 0, kOp, "negative size");
+  NM_REQUIRE(steps >= 0, kOp, "negative step count");
+  const int64_t total = checked_product(batch, rows, cols);
+  NM_REQUIRE(total >= 0 && total <= INT64_MAX / 8, kOp, "size overflows");
+  if (total == 0) return NM_OK;
+  NM_REQUIRE(out != nullptr && x != nullptr, kOp, "null pointer");
+  NM_REQUIRE(!ranges_overlap(out, x, static_cast<size_t>(total) * sizeof(float)), kOp,
+             "out may not alias x");
+  // Scratch is allocated here so that running out of memory is reported to the caller.
+  const size_t ws_bytes = newton_schulz_workspace_bytes(batch, rows, cols);
+  void* ws = std::malloc(ws_bytes);
+  if (ws == nullptr) {
+    return fail(NM_ERR_OUT_OF_MEMORY, kOp,
+                "out of host memory allocating " + std::to_string(ws_bytes) + " bytes of scratch");
+  }
+  float* o = static_cast<float*>(out);
+  const float* in = static_cast<const float*>(x);
+  be->queue.enqueue([=] {
+    newton_schulz(o, in, batch, rows, cols, steps, coef_a, coef_b, coef_c, eps, ws);
+    std::free(ws);
+  });
+  return NM_OK;
+}
+
+nm_status cholesky_inverse_op(nm_backend* be, void* kinv, const void* k, void* info, int64_t batch,
+                              int64_t d, float ridge_mult, float ridge_eps) {
+  static const char* const kOp = "cholesky_inverse";
+  NM_REQUIRE(batch >= 0, kOp, "negative batch");
+  NM_REQUIRE(d >= 1, kOp, "d must be >= 1");
+  NM_REQUIRE(d <= (int64_t{1} << 20) && checked_product(batch, d, d) >= 0, kOp, "size too large");
+  if (batch == 0) return NM_OK;
+  NM_REQUIRE(kinv != nullptr && k != nullptr && info != nullptr, kOp, "null pointer");
+  const size_t ws_bytes = cholesky_inverse_workspace_bytes(batch, d);
+  void* ws = std::malloc(ws_bytes);
+  if (ws == nullptr) {
+    return fail(NM_ERR_OUT_OF_MEMORY, kOp,
+                "out of host memory allocating " + std::to_string(ws_bytes) + " bytes of scratch");
+  }
+  float* out = static_cast<float*>(kinv);
+  const float* in = static_cast<const float*>(k);
+  int32_t* status = static_cast<int32_t*>(info);
+  be->queue.enqueue([=] {
+    cholesky_inverse(out, in, status, batch, d, ridge_mult, ridge_eps, ws);
+    std::free(ws);
+  });
+  return NM_OK;
+}
+
+nm_status momentum_update_op(nm_backend* be, void* buf, void* u, const void* g, int64_t n,
+                             float momentum, int32_t nesterov) {
+  static const char* const kOp = "momentum_update";
+  NM_REQUIRE(n >= 0, kOp, "negative element count");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(buf != nullptr && u != nullptr && g != nullptr, kOp, "null pointer");
+  float* b = static_cast<float*>(buf);
+  float* uo = static_cast<float*>(u);
+  const float* gi = static_cast<const float*>(g);
+  const bool nest = nesterov != 0;
+  be->queue.enqueue([=] { momentum_update(b, uo, gi, n, momentum, nest); });
+  return NM_OK;
+}
+
+nm_status apply_update_op(nm_backend* be, void* w, const void* u, int64_t n, float decay,
+                          float step) {
+  static const char* const kOp = "apply_update";
+  NM_REQUIRE(n >= 0, kOp, "negative element count");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(w != nullptr && u != nullptr, kOp, "null pointer");
+  float* wo = static_cast<float*>(w);
+  const float* ui = static_cast<const float*>(u);
+  be->queue.enqueue([=] { apply_update(wo, ui, n, decay, step); });
+  return NM_OK;
+}
+
+nm_status adamw_update_op(nm_backend* be, void* w, const void* g, void* m, void* v, int64_t n,
+                          float lr, float beta1, float beta2, float eps, float weight_decay,
+                          float bias1, float bias2) {
+  static const char* const kOp = "adamw_update";
+  NM_REQUIRE(n >= 0, kOp, "negative element count");
+  // bias1 = 1 - beta1^t and bias2 = 1 - beta2^t are in (0, 1] for every step t >= 1.
+  NM_REQUIRE(bias1 > 0.0f && bias2 > 0.0f, kOp, "bias1 and bias2 must be > 0 (1 - beta^t, t >= 1)");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(w != nullptr && g != nullptr && m != nullptr && v != nullptr, kOp, "null pointer");
+  float* wo = static_cast<float*>(w);
+  const float* gi = static_cast<const float*>(g);
+  float* mo = static_cast<float*>(m);
+  float* vo = static_cast<float*>(v);
+  be->queue.enqueue([=] {
+    adamw_update(wo, gi, mo, vo, n, lr, beta1, beta2, eps, weight_decay, bias1, bias2);
+  });
+  return NM_OK;
+}
+
 const nm_backend_ops kCpuOps = {
     NM_BACKEND_ABI_VERSION,
     "cpu",
@@ -243,6 +359,11 @@ const nm_backend_ops kCpuOps = {
     fence_create,
     fence_wait,
     fence_destroy,
+    newton_schulz_op,
+    cholesky_inverse_op,
+    momentum_update_op,
+    apply_update_op,
+    adamw_update_op,
 };
 
 }  // namespace

@@ -1,0 +1,24 @@
+// checkFinite: before an update is enqueued, prove every gradient is finite, so a NaN/Inf
+// never reaches the weights. One sum-of-squares per gradient into one small tensor, one read.
+import { dtypeCode } from '../dtype';
+import { native } from '../native';
+import { empty, Tensor } from '../tensor';
+
+export async function assertGradientsFinite(op: string, grads: readonly { name: string; grad: Tensor }[]): Promise<void> {
+  if (grads.length === 0) return;
+  const sums = empty([grads.length], { dtype: 'f32', device: grads[0].grad.device });
+  try {
+    grads.forEach(({ grad }, i) => {
+      native.reduce(sums.handle(op), sums.byteOffset + 4 * i, grad.handle(op), grad.byteOffset, dtypeCode(grad.dtype), grad.numel, true);
+    });
+    const host = await sums.read();
+    grads.forEach(({ name }, i) => {
+      if (!Number.isFinite(host[i])) {
+        throw new Error(`${op}: the gradient of '${name}' is not finite (its sum of squares is ${host[i]}); ` +
+          'no parameter was updated');
+      }
+    });
+  } finally {
+    sums.dispose();
+  }
+}
