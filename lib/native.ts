@@ -66,8 +66,8 @@ export interface NativeAddon {
   applyUpdate(w: BufferHandle, wOffset: number, u: BufferHandle, uOffset: number, n: number, decay: number,
     step: number): void;
   adamwUpdate(w: BufferHandle, wOffset: number, g: BufferHandle, gOffset: number, m: BufferHandle, mOffset: number,
-    v: BufferHandle, vOffset: number, n: number, lr: number, beta1: number, beta2: number, eps: number,
-    weightDecay: number, bias1: number, bias2: number): void;
+    v: BufferHandle, vOffset: number, n: number, keep: number, beta1: number, oneMinusBeta1: number,
+    beta2: number, oneMinusBeta2: number, stepSize: number, sqrtBias2: number, eps: number): void;
 }
 
 /** The package root (dist/.. when compiled, lib/.. under ts-jest). */

@@ -84,7 +84,7 @@ class AdamHarness {
 
   async readParams(): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
-    for (const [name, p] of this.params) out.set(name, await p.read());
+    for (const [name, p] of this.params) out.set(name, (await p.read()) as Float32Array);
     return out;
   }
 
@@ -200,7 +200,7 @@ describe('AdamW stateDict / loadStateDict', () => {
     for (let i = 0; i < 3; i++) await stepWith(a, i);
     const live = a.opt.stateDict();
     const saved: OptimizerState = { kind: live.kind, step: live.step, tensors: {} };
-    for (const [name, t] of Object.entries(live.tensors)) saved.tensors[name] = await (t as Tensor).read();
+    for (const [name, t] of Object.entries(live.tensors)) saved.tensors[name] = (await (t as Tensor).read()) as Float32Array;
     const savedParams = await a.readParams();
     for (let i = 3; i < 6; i++) await stepWith(a, i);
     const expected = await a.readParams();

@@ -187,7 +187,7 @@ describe('choleskyInverse', () => {
     expect(info.shape).toEqual([1]);
     expect(info.dtype).toBe('i32');
     expect(Array.from(await info.read())).toEqual([0]);
-    const got = await inverse.read();
+    const got = (await inverse.read()) as Float32Array;
     checkInverse(got, k, 0.2, 1e-8, `choleskyInverse d=${d}`, seed);
     // Both triangles are written (and agree).
     let asym = 0;

@@ -6,7 +6,9 @@
 // argument errors.
 //
 // Tolerance (relative Frobenius error per matrix): CPU computes in f32, whose error measured
-// against float64 on these sizes is ~1e-6, so 2e-5; CUDA uses bf16 operands: 2e-2.
+// against float64 on these sizes is ~1e-6, so 2e-5. CUDA rounds X, A, B to bf16 at every GEMM:
+// a float64 emulation of exactly that rounding is 1.6e-2..2.5e-2 away from the exact iteration
+// on these shapes (2.5e-2 for a 1 x n vector), so 5e-2.
 import { empty, newtonSchulz5, randn, Tensor, tensor, zeros } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
 import {
@@ -17,7 +19,9 @@ import { HostRng } from './helpers/reference';
 
 const device = TEST_DEVICE;
 const CUDA = device === 'cuda';
-const TOL = CUDA ? 2e-2 : 2e-5;
+const TOL = CUDA ? 5e-2 : 2e-5;
+// Singular values and the symmetry of G O^T: absolute / relative to the largest entry.
+const SV_TOL = CUDA ? 6e-2 : 1e-4;
 
 /** Host data and its tensor on the test device. */
 function upload(data: Float32Array, shape: number[]): Tensor {
@@ -85,13 +89,13 @@ describe('the defining property: O = U f^5(S / ||G||_F) V^T', () => {
     }).sort((a, b) => a - b);
     const got = Array.from(singularValues(o));
     for (let i = 0; i < got.length; i++) {
-      check(Math.abs(got[i] - expected[i]) <= (CUDA ? 3e-2 : 1e-4), `singular value ${i}: got ${got[i]}, expected ${expected[i]}`, seed);
+      check(Math.abs(got[i] - expected[i]) <= SV_TOL, `singular value ${i}: got ${got[i]}, expected ${expected[i]}`, seed);
       check(got[i] >= BAND[0] && got[i] <= BAND[1], `singular value ${i} = ${got[i]} outside [${BAND}]`, seed);
     }
     // Polar property: G = U S V^T and O = U g(S) V^T give G O^T = U S g(S) U^T (wide) or
     // G^T O = V S g(S) V^T (tall): symmetric, eigenvalues s_i g(s_i) > 0.
     const p = rows <= cols ? matmul(g, transpose(o)) : matmul(transpose(g), o);
-    check(asymmetry(p) <= (CUDA ? 3e-2 : 1e-4), `G O^T is not symmetric: asymmetry ${asymmetry(p)}`, seed);
+    check(asymmetry(p) <= SV_TOL, `G O^T is not symmetric: asymmetry ${asymmetry(p)}`, seed);
     const eig = symmetricEigenvalues(p);
     const sv = singularValues(g);
     check(eig[0] >= 0.6 * sv[0], `G O^T has eigenvalue ${eig[0]} < 0.6 * smallest singular value ${sv[0]}`, seed);
@@ -116,7 +120,7 @@ describe('the defining property: O = U f^5(S / ||G||_F) V^T', () => {
       return t;
     }).sort((a, b) => a - b);
     const got = singularValues(o);
-    for (let i = 0; i < 24; i++) check(Math.abs(got[i] - expected[i]) <= (CUDA ? 3e-2 : 1e-4), `singular value ${i}: got ${got[i]}, expected ${expected[i]}`, seed);
+    for (let i = 0; i < 24; i++) check(Math.abs(got[i] - expected[i]) <= SV_TOL, `singular value ${i}: got ${got[i]}, expected ${expected[i]}`, seed);
     // And the full matrix: U f^5 V^T, i.e. the reference.
     expectRelFrob(o.data, ns5(mat(24, 40, host)).data, TOL, 'prescribed-spectrum NS5', seed);
     x.dispose();

@@ -67,6 +67,18 @@ typedef struct nm_gemm_args {
   int64_t batch;
 } nm_gemm_args;
 
+// The per-step AdamW scalars. The caller forms them in double precision and rounds each to f32
+// once (1 - beta2 cancels badly when computed in f32 from an f32 beta2 near 1):
+// keep = 1 - lr*weight_decay, step_size = lr / (1 - beta1^t), sqrt_bias2 = sqrt(1 - beta2^t).
+typedef struct nm_adamw_scalars {
+  float keep;
+  float beta1, one_minus_beta1;
+  float beta2, one_minus_beta2;
+  float step_size;
+  float sqrt_bias2;
+  float eps;
+} nm_adamw_scalars;
+
 typedef struct nm_backend_ops {
   uint32_t abi_version;  // NM_BACKEND_ABI_VERSION
   const char* name;      // "cpu" or "cuda"
@@ -157,13 +169,11 @@ typedef struct nm_backend_ops {
   // w = decay * w - step * u  (w f32, u f32; decay = 1 - lr*weight_decay, step = lr*scale).
   nm_status (*apply_update)(nm_backend* be, void* w_f32, const void* u_f32, int64_t n,
                             float decay, float step);
-  // AdamW as PyTorch computes it, all f32 vectors of n:
-  //   w *= 1 - lr*weight_decay; m = beta1*m + (1-beta1)*g; v = beta2*v + (1-beta2)*g^2;
-  //   w -= (lr / bias1) * m / (sqrt(v) / sqrt(bias2) + eps)
-  // with bias1 = 1 - beta1^t, bias2 = 1 - beta2^t computed by the caller.
+  // AdamW as PyTorch computes it, all f32 vectors of n (scalars in nm_adamw_scalars):
+  //   w *= keep; m = beta1*m + one_minus_beta1*g; v = beta2*v + one_minus_beta2*g^2;
+  //   w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps)
   nm_status (*adamw_update)(nm_backend* be, void* w_f32, const void* g_f32, void* m_f32,
-                            void* v_f32, int64_t n, float lr, float beta1, float beta2,
-                            float eps, float weight_decay, float bias1, float bias2);
+                            void* v_f32, int64_t n, const nm_adamw_scalars* scalars);
 } nm_backend_ops;
 
 // Size in bytes of one element of dtype (0 for an unknown value).

@@ -315,12 +315,13 @@ nm_status apply_update_op(nm_backend* be, void* w, const void* u, int64_t n, flo
 }
 
 nm_status adamw_update_op(nm_backend* be, void* w, const void* g, void* m, void* v, int64_t n,
-                          float lr, float beta1, float beta2, float eps, float weight_decay,
-                          float bias1, float bias2) {
+                          const nm_adamw_scalars* scalars) {
   static const char* const kOp = "adamw_update";
   NM_REQUIRE(n >= 0, kOp, "negative element count");
-  // bias1 = 1 - beta1^t and bias2 = 1 - beta2^t are in (0, 1] for every step t >= 1.
-  NM_REQUIRE(bias1 > 0.0f && bias2 > 0.0f, kOp, "bias1 and bias2 must be > 0 (1 - beta^t, t >= 1)");
+  NM_REQUIRE(scalars != nullptr, kOp, "scalars is null");
+  const nm_adamw_scalars s = *scalars;  // copied: the caller's struct may not outlive this call
+  // sqrt_bias2 = sqrt(1 - beta2^t) is in (0, 1] for every step t >= 1.
+  NM_REQUIRE(s.sqrt_bias2 > 0.0f, kOp, "sqrt_bias2 must be > 0 (sqrt(1 - beta2^t), t >= 1)");
   if (n == 0) return NM_OK;
   NM_REQUIRE(w != nullptr && g != nullptr && m != nullptr && v != nullptr, kOp, "null pointer");
   float* wo = static_cast<float*>(w);
@@ -328,7 +329,7 @@ nm_status adamw_update_op(nm_backend* be, void* w, const void* g, void* m, void*
   float* mo = static_cast<float*>(m);
   float* vo = static_cast<float*>(v);
   be->queue.enqueue([=] {
-    adamw_update(wo, gi, mo, vo, n, lr, beta1, beta2, eps, weight_decay, bias1, bias2);
+    adamw_update(wo, gi, mo, vo, n, s);
   });
   return NM_OK;
 }

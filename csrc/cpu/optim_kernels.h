@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../core/backend.h"
+
 namespace nm::cpu {
 
 // ---- newton_schulz.cc ---------------------------------------------------------------------
@@ -40,9 +42,9 @@ void momentum_update(float* buf, float* u, const float* g, int64_t n, float mome
                      bool nesterov);
 // w = decay*w - step*u
 void apply_update(float* w, const float* u, int64_t n, float decay, float step);
-// PyTorch's AdamW step (see core/backend.h); bias1 = 1 - beta1^t, bias2 = 1 - beta2^t.
-void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, float bias1, float bias2);
+// PyTorch's AdamW step (see nm_adamw_scalars in core/backend.h).
+void adamw_update(float* w, const float* g, float* m, float* v, int64_t n,
+                  const nm_adamw_scalars& s);
 
 }  // namespace nm::cpu
 

@@ -45,16 +45,11 @@ void apply_update(float* w, const float* u, int64_t n, float decay, float step) 
   });
 }
 
-void adamw_update(float* w, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, float bias1, float bias2) {
-  // The per-step scalars, once, in f32 (as PyTorch forms them on the host).
-  const float lr_wd = lr * weight_decay;
-  const float keep = 1.0f - lr_wd;
-  const float one_minus_beta1 = 1.0f - beta1;
-  const float one_minus_beta2 = 1.0f - beta2;
-  const float step_size = lr / bias1;
-  const float neg_step_size = -step_size;
-  const float sqrt_bias2 = std::sqrt(bias2);
+void adamw_update(float* w, const float* g, float* m, float* v, int64_t n,
+                  const nm_adamw_scalars& s) {
+  const float keep = s.keep, beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1;
+  const float beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2, eps = s.eps;
+  const float neg_step_size = -s.step_size, sqrt_bias2 = s.sqrt_bias2;
   parallel_chunks(n, kChunk, [&](int64_t begin, int64_t end, int64_t) {
     for (int64_t i = begin; i < end; ++i) {
       const float gi = g[i];

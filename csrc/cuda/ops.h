@@ -67,8 +67,7 @@ nm_status momentum_update(nm_backend* be, void* buf_f32, void* u_f32, const void
 nm_status apply_update(nm_backend* be, void* w_f32, const void* u_f32, int64_t n, float decay,
                        float step);
 nm_status adamw_update(nm_backend* be, void* w_f32, const void* g_f32, void* m_f32, void* v_f32,
-                       int64_t n, float lr, float beta1, float beta2, float eps,
-                       float weight_decay, float bias1, float bias2);
+                       int64_t n, const nm_adamw_scalars* scalars);
 
 }  // namespace nm_cuda
 

@@ -101,8 +101,7 @@ nm_status apply_update(nm_backend* be, void* w_f32, const void* u_f32, int64_t n
 }
 
 nm_status adamw_update(nm_backend* be, void* w_f32, const void* g_f32, void* m_f32, void* v_f32,
-                       int64_t n, float lr, float beta1, float beta2, float eps,
-                       float weight_decay, float bias1, float bias2) {
+                       int64_t n, const nm_adamw_scalars* scalars) {
   static const char* const kOp = "adamw_update";
   NM_TRY(enter(be, kOp));
   NM_TRY(check_count(kOp, n));
@@ -110,23 +109,18 @@ nm_status adamw_update(nm_backend* be, void* w_f32, const void* g_f32, void* m_f
   NM_TRY(check_ptr(kOp, "g", g_f32, n));
   NM_TRY(check_ptr(kOp, "m", m_f32, n));
   NM_TRY(check_ptr(kOp, "v", v_f32, n));
-  // bias1 = 1 - beta1^t and bias2 = 1 - beta2^t are in (0, 1] for every step t >= 1.
-  if (!(bias1 > 0.0f) || !(bias2 > 0.0f)) {
-    return fail_invalid(kOp, "bias1 (%g) and bias2 (%g) must be > 0 (1 - beta^t with t >= 1)",
-                        (double)bias1, (double)bias2);
+  if (scalars == nullptr) return fail_invalid(kOp, "scalars is null");
+  const nm_adamw_scalars s = *scalars;
+  // sqrt_bias2 = sqrt(1 - beta2^t) is in (0, 1] for every step t >= 1.
+  if (!(s.sqrt_bias2 > 0.0f)) {
+    return fail_invalid(kOp, "sqrt_bias2 (%g) must be > 0 (sqrt(1 - beta2^t) with t >= 1)",
+                        (double)s.sqrt_bias2);
   }
   if (n == 0) return NM_OK;
-  // The per-step scalars, once, in f32, each rounded on its own (as PyTorch forms them).
-  const float lr_wd = lr * weight_decay;
-  const float keep = 1.0f - lr_wd;
-  const float one_minus_beta1 = 1.0f - beta1;
-  const float one_minus_beta2 = 1.0f - beta2;
-  const float step_size = lr / bias1;
-  const float sqrt_bias2 = sqrtf(bias2);
   adamw_kernel<<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
       static_cast<float*>(w_f32), static_cast<const float*>(g_f32), static_cast<float*>(m_f32),
-      static_cast<float*>(v_f32), n, keep, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-      -step_size, sqrt_bias2);
+      static_cast<float*>(v_f32), n, s.keep, s.beta1, s.one_minus_beta1, s.beta2,
+      s.one_minus_beta2, s.eps, -s.step_size, s.sqrt_bias2);
   NM_CUDA_CHECK_LAUNCH(kOp, "adamw_kernel");
   return NM_OK;
 }

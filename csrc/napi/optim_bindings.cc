@@ -97,7 +97,8 @@ Napi::Value ApplyUpdate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// adamwUpdate(w, wOff, g, gOff, m, mOff, v, vOff, n, lr, beta1, beta2, eps, weightDecay, bias1, bias2)
+// adamwUpdate(w, wOff, g, gOff, m, mOff, v, vOff, n, keep, beta1, oneMinusBeta1, beta2,
+//             oneMinusBeta2, stepSize, sqrtBias2, eps)
 Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
   const char* op = "adamwUpdate";
   const int64_t n = int_arg(info, 8, op, "n");
@@ -106,12 +107,16 @@ Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
   Operand m = operand(info, 4, n, "adamwUpdate: m");
   Operand v = operand(info, 6, n, "adamwUpdate: v");
   DeviceSlot& device = one_device(info.Env(), op, {w, g, m, v});
-  check_status(info.Env(), device,
-               device.ops->adamw_update(device.backend, w.ptr, g.ptr, m.ptr, v.ptr, n,
-                                        float_arg(info, 9, op, "lr"), float_arg(info, 10, op, "beta1"),
-                                        float_arg(info, 11, op, "beta2"), float_arg(info, 12, op, "eps"),
-                                        float_arg(info, 13, op, "weightDecay"),
-                                        float_arg(info, 14, op, "bias1"), float_arg(info, 15, op, "bias2")));
+  nm_adamw_scalars s{};
+  s.keep = float_arg(info, 9, op, "keep");
+  s.beta1 = float_arg(info, 10, op, "beta1");
+  s.one_minus_beta1 = float_arg(info, 11, op, "oneMinusBeta1");
+  s.beta2 = float_arg(info, 12, op, "beta2");
+  s.one_minus_beta2 = float_arg(info, 13, op, "oneMinusBeta2");
+  s.step_size = float_arg(info, 14, op, "stepSize");
+  s.sqrt_bias2 = float_arg(info, 15, op, "sqrtBias2");
+  s.eps = float_arg(info, 16, op, "eps");
+  check_status(info.Env(), device, device.ops->adamw_update(device.backend, w.ptr, g.ptr, m.ptr, v.ptr, n, &s));
   return info.Env().Undefined();
 }
 

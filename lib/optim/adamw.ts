@@ -95,14 +95,17 @@ export class AdamW {
       checkTensor(e.grad, `AdamW.step: ${e.name}.grad`);
     }
     if (this.checkFinite) await assertGradientsFinite('AdamW.step', this.entries);
+    // The step's scalars in double, each rounded to f32 once by the binding (PyTorch forms them
+    // in Python floats the same way); 1 - beta2 in f32 arithmetic would lose digits near 1.
     const t = this.stepCount + 1;
-    const bias1 = 1 - this.beta1 ** t;
-    const bias2 = 1 - this.beta2 ** t;
+    const stepSize = this.lrValue / (1 - this.beta1 ** t);
+    const sqrtBias2 = Math.sqrt(1 - this.beta2 ** t);
+    const keep = 1 - this.lrValue * this.weightDecay;
     for (const e of this.entries) {
       const op = 'AdamW.step';
       native.adamwUpdate(e.param.handle(op), e.param.byteOffset, e.grad.handle(op), e.grad.byteOffset,
         e.m.handle(op), e.m.byteOffset, e.v.handle(op), e.v.byteOffset, e.param.numel,
-        this.lrValue, this.beta1, this.beta2, this.eps, this.weightDecay, bias1, bias2);
+        keep, this.beta1, 1 - this.beta1, this.beta2, 1 - this.beta2, stepSize, sqrtBias2, this.eps);
     }
     this.stepCount = t;
   }

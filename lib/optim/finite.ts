@@ -1,5 +1,7 @@
 // checkFinite: before an update is enqueued, prove every gradient is finite, so a NaN/Inf
-// never reaches the weights. One sum-of-squares per gradient into one small tensor, one read.
+// never reaches the weights. One sum per gradient (accumulated in double by both backends, so
+// large finite values do not overflow it, while NaN or Inf always poisons it) into one small
+// tensor, then one read.
 import { dtypeCode } from '../dtype';
 import { native } from '../native';
 import { empty, Tensor } from '../tensor';
@@ -9,12 +11,12 @@ export async function assertGradientsFinite(op: string, grads: readonly { name: 
   const sums = empty([grads.length], { dtype: 'f32', device: grads[0].grad.device });
   try {
     grads.forEach(({ grad }, i) => {
-      native.reduce(sums.handle(op), sums.byteOffset + 4 * i, grad.handle(op), grad.byteOffset, dtypeCode(grad.dtype), grad.numel, true);
+      native.reduce(sums.handle(op), sums.byteOffset + 4 * i, grad.handle(op), grad.byteOffset, dtypeCode(grad.dtype), grad.numel, false);
     });
     const host = await sums.read();
     grads.forEach(({ name }, i) => {
       if (!Number.isFinite(host[i])) {
-        throw new Error(`${op}: the gradient of '${name}' is not finite (its sum of squares is ${host[i]}); ` +
+        throw new Error(`${op}: the gradient of '${name}' is not finite (it contains NaN or Inf: its sum is ${host[i]}); ` +
           'no parameter was updated');
       }
     });

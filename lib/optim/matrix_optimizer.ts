@@ -322,7 +322,13 @@ export abstract class MatrixOptimizer {
       let g = m.grad;
       if (precondition) {
         const s = m.stat!;
-        rightPrecondition(m.grad, s.blocks === 1 ? s.kinv!.view([s.d, s.d]) : s.kinv!, { out: u });
+        if (s.blocks === 1) {
+          const kinv = s.kinv!.view([s.d, s.d]);
+          rightPrecondition(m.grad, kinv, { out: u });
+          kinv.dispose(); // the product is already enqueued; the view only held a reference
+        } else {
+          rightPrecondition(m.grad, s.kinv!, { out: u });
+        }
         g = u;
       }
       native.momentumUpdate(m.momentum!.handle(op), m.momentum!.byteOffset, u.handle(op), u.byteOffset,
