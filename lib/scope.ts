@@ -27,6 +27,19 @@ function isThenable(value: unknown): boolean {
   return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
 }
 
+/**
+ * Runs fn with scope tracking suspended: tensors it creates belong to no scope (for long-lived
+ * state such as optimizer buffers, which an enclosing scope must not dispose).
+ */
+export function untracked<T>(fn: () => T): T {
+  const saved = frames.splice(0, frames.length);
+  try {
+    return fn();
+  } finally {
+    frames.push(...saved);
+  }
+}
+
 export function scope<T>(fn: () => T): T {
   const frame = new Set<Disposable>();
   frames.push(frame);

@@ -3,10 +3,11 @@
 import { native } from '../native';
 import { checkTensor } from '../ops';
 import { formatShape, sameShape } from '../shape';
+import { untracked } from '../scope';
 import { Tensor, zeros } from '../tensor';
 import { assertGradientsFinite } from './finite';
 import { bool, nonNegative, positive, unitInterval } from './hyperparams';
-import { checkStateNames, loadInto, OptimizerState } from './state';
+import { checkStateNames, loadAll, OptimizerState } from './state';
 
 export interface AdamWParam {
   param: Tensor;
@@ -71,7 +72,7 @@ export class AdamW {
       if (param.device !== device || grad.device !== device) {
         throw new Error(`${where} (${name}): param/grad on ${param.device}/${grad.device}, expected every tensor on ${device}`);
       }
-      this.entries.push({ name, param, grad, m: zeros(param.shape, { device }), v: zeros(param.shape, { device }) });
+      this.entries.push(untracked(() => ({ name, param, grad, m: zeros(param.shape, { device }), v: zeros(param.shape, { device }) })));
     });
   }
 
@@ -124,7 +125,7 @@ export class AdamW {
     this.checkLive('loadStateDict');
     const own = this.stateDict();
     checkStateNames(state, Object.keys(own.tensors), 'adamw');
-    for (const [name, target] of Object.entries(own.tensors)) await loadInto(target as Tensor, state.tensors[name], name);
+    await loadAll(own.tensors as Record<string, Tensor>, state);
     this.stepCount = state.step;
   }
 

@@ -9,6 +9,11 @@ import { empty, Tensor } from '../tensor';
 /** The quintic's coefficients (a, b, c) from the Muon reference. */
 export const NS5_COEFFICIENTS: readonly [number, number, number] = [3.4445, -4.775, 2.0315];
 
+/** True when the byte ranges of a and b intersect (views of one allocation may). */
+function sharesMemory(a: Tensor, b: Tensor): boolean {
+  return a.storage === b.storage && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
 function checkF32(t: Tensor, what: string): void {
   if (t.dtype !== 'f32') throw new TypeError(`${what}: expected dtype f32, got ${t.toString()}`);
 }
@@ -67,7 +72,7 @@ export function newtonSchulz5(x: Tensor, opts: NewtonSchulzOptions = {}): Tensor
     checkF32(out, 'newtonSchulz5: out');
     if (!sameShape(out.shape, x.shape)) throw new RangeError(`newtonSchulz5: out has shape ${formatShape(out.shape)}, expected ${formatShape(x.shape)}`);
     checkDevices('newtonSchulz5', { x, out });
-    if (out.storage === x.storage) throw new Error('newtonSchulz5: out must not share memory with x');
+    if (sharesMemory(out, x)) throw new Error('newtonSchulz5: out must not share memory with x (they overlap)');
   } else {
     out = empty(x.shape, { dtype: 'f32', device: x.device });
   }
@@ -141,7 +146,7 @@ export function rightPrecondition(g: Tensor, kinv: Tensor, opts: RightPreconditi
   checkTensor(out, 'rightPrecondition: out');
   checkF32(out, 'rightPrecondition: out');
   if (!sameShape(out.shape, g.shape)) throw new RangeError(`rightPrecondition: out has shape ${formatShape(out.shape)}, expected ${formatShape(g.shape)}`);
-  if (out.storage === g.storage && out.byteOffset === g.byteOffset) throw new Error('rightPrecondition: out must not be g');
+  if (sharesMemory(out, g)) throw new Error('rightPrecondition: out must not be g or overlap it');
   checkDevices('rightPrecondition', { g, out });
   native.gemm({
     a: g.handle('rightPrecondition'), aOffset: g.byteOffset, b: kinv.handle('rightPrecondition'), bOffset: kinv.byteOffset,

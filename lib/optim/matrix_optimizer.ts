@@ -10,11 +10,12 @@ import { dtypeCode } from '../dtype';
 import { native } from '../native';
 import { checkTensor } from '../ops';
 import { formatShape, sameShape } from '../shape';
+import { untracked } from '../scope';
 import { Tensor, zeros } from '../tensor';
 import { assertGradientsFinite } from './finite';
 import { bool, nonNegative, positive, positiveInt, unitInterval } from './hyperparams';
 import { accumulateInputGram, NS5_COEFFICIENTS, rightPrecondition } from './kernels';
-import { checkStateNames, loadInto, OptimizerState } from './state';
+import { checkStateNames, loadAll, OptimizerState } from './state';
 
 export interface MatrixParam {
   param: Tensor;
@@ -139,7 +140,7 @@ export abstract class MatrixOptimizer {
     if (options.onWarning !== undefined && typeof options.onWarning !== 'function') throw new TypeError(`${op}: onWarning must be a function`);
     this.warn = options.onWarning ?? ((message: string) => console.warn(message));
     this.plan(op, params);
-    this.allocate();
+    untracked(() => this.allocate());
   }
 
   private get preconditioned(): boolean {
@@ -179,8 +180,9 @@ export abstract class MatrixOptimizer {
       const group = this.nsGroup(blockRows, cols);
       const state: MatrixState = {
         name, param, grad, rows, cols, rowBlocks,
-        // Per the spec: sqrt(max(d_out, d_in)) for a whole matrix; sqrt(d_in) per row block.
-        scale: spec.rowBlocks !== undefined ? Math.sqrt(cols) : Math.sqrt(Math.max(rows, cols)),
+        // Per the spec: sqrt(max(d_out, d_in)) for a whole matrix; sqrt(d_in) per row block when
+        // it is split (rowBlocks > 1; rowBlocks: 1 is the whole matrix).
+        scale: rowBlocks > 1 ? Math.sqrt(cols) : Math.sqrt(Math.max(rows, cols)),
         group, slot: group.count,
       };
       group.count += rowBlocks;
@@ -433,9 +435,7 @@ export abstract class MatrixOptimizer {
     this.checkLive('loadStateDict');
     const own = this.stateDict();
     checkStateNames(state, Object.keys(own.tensors), this.kind);
-    for (const [name, target] of Object.entries(own.tensors)) {
-      await loadInto(target as Tensor, state.tensors[name], name);
-    }
+    await loadAll(own.tensors as Record<string, Tensor>, state);
     this.stepCount = state.step;
   }
 

@@ -16,6 +16,27 @@ export interface OptimizerState {
   tensors: Record<string, Tensor | Float32Array | Int32Array>;
 }
 
+/** Checks, without copying, that `source` fits `target` (so a load can validate everything first). */
+export function checkLoadable(target: Tensor, source: Tensor | Float32Array | Int32Array, name: string): void {
+  if (source instanceof Tensor) {
+    checkTensor(source, `loadStateDict: ${name}`);
+    if (!sameShape(source.shape, target.shape) || source.dtype !== target.dtype) {
+      throw new RangeError(`loadStateDict: ${name} is ${source.toString()}, expected ${target.toString()}`);
+    }
+    return;
+  }
+  const expectedType = target.dtype === 'i32' ? Int32Array : Float32Array;
+  if (!(source instanceof expectedType) || source.length !== target.numel) {
+    throw new RangeError(`loadStateDict: ${name} has ${(source as { length?: number })?.length} values of ${(source as object)?.constructor?.name}, expected ${target.numel} (${expectedType.name}, shape ${formatShape(target.shape)})`);
+  }
+}
+
+/** Loads every named tensor after validating all of them (a bad entry changes nothing). */
+export async function loadAll(targets: Record<string, Tensor>, state: OptimizerState): Promise<void> {
+  for (const [name, target] of Object.entries(targets)) checkLoadable(target, state.tensors[name], name);
+  for (const [name, target] of Object.entries(targets)) await loadInto(target, state.tensors[name], name);
+}
+
 /**
  * Copies `source` (a Tensor on any device, or host data) into the optimizer tensor `target`,
  * after checking it fits. Cross-device tensors are read back first (hence async).

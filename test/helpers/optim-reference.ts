@@ -494,7 +494,7 @@ export class RefMatrixOptimizer {
         w: mat(rows, cols, spec.w),
         buf: mat(rows, cols),
         rowBlocks: spec.rowBlocks ?? 1,
-        scale: spec.rowBlocks !== undefined ? sqrt(cols) : sqrt(max(rows, cols)),
+        scale: (spec.rowBlocks ?? 1) > 1 ? sqrt(cols) : sqrt(max(rows, cols)),
       };
       if (preconditioned) {
         const blocks = spec.inputBlocks ?? 1;
