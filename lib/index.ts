@@ -9,3 +9,5 @@ export { scope } from './scope';
 export type { GemmOptions, MatmulOptions, RowBlock } from './ops';
 export { add, axpy, cast, copy, copyRows, fill, gemm, matmul, mul, scale, sub, sum, sumOfSquares } from './ops';
 export * from './optim';
+export * from './gpt2';
+export * from './data';

@@ -68,6 +68,27 @@ export interface NativeAddon {
   adamwUpdate(w: BufferHandle, wOffset: number, g: BufferHandle, gOffset: number, m: BufferHandle, mOffset: number,
     v: BufferHandle, vOffset: number, n: number, keep: number, beta1: number, oneMinusBeta1: number,
     beta2: number, oneMinusBeta2: number, stepSize: number, sqrtBias2: number, eps: number): void;
+  // GPT-2 model ops (csrc/core/backend.h, "GPT-2 model ops"); f32 unless a dtype code is passed.
+  embeddingForward(out: BufferHandle, outOffset: number, wte: BufferHandle, wteOffset: number, ids: BufferHandle,
+    idsOffset: number, n: number, c: number, vocab: number): void;
+  embeddingBackward(dwte: BufferHandle, dwteOffset: number, dout: BufferHandle, doutOffset: number, ids: BufferHandle,
+    idsOffset: number, n: number, c: number, vocab: number): void;
+  rmsnormForward(out: BufferHandle, outOffset: number, outDtype: number, rstd: BufferHandle, rstdOffset: number,
+    x: BufferHandle, xOffset: number, n: number, c: number, eps: number): void;
+  rmsnormBackward(dx: BufferHandle, dxOffset: number, dout: BufferHandle, doutOffset: number, x: BufferHandle,
+    xOffset: number, rstd: BufferHandle, rstdOffset: number, n: number, c: number, accumulate: boolean): void;
+  geluForward(out: BufferHandle, outOffset: number, outDtype: number, x: BufferHandle, xOffset: number, n: number): void;
+  geluBackward(dx: BufferHandle, dxOffset: number, dout: BufferHandle, doutOffset: number, x: BufferHandle,
+    xOffset: number, n: number): void;
+  rotary(qkv: BufferHandle, qkvOffset: number, b: number, t: number, heads: number, headDim: number, base: number,
+    inverse: boolean): void;
+  attentionForward(out: BufferHandle, outOffset: number, lse: BufferHandle, lseOffset: number, qkv: BufferHandle,
+    qkvOffset: number, b: number, t: number, heads: number, headDim: number, scale: number, algo: number): void;
+  attentionBackward(dqkv: BufferHandle, dqkvOffset: number, dout: BufferHandle, doutOffset: number, qkv: BufferHandle,
+    qkvOffset: number, out: BufferHandle, outOffset: number, lse: BufferHandle, lseOffset: number, b: number,
+    t: number, heads: number, headDim: number, scale: number, algo: number): void;
+  crossEntropy(losses: BufferHandle, lossesOffset: number, logits: BufferHandle, logitsOffset: number,
+    targets: BufferHandle, targetsOffset: number, n: number, vocab: number, gradScale: number): void;
 }
 
 /** The package root (dist/.. when compiled, lib/.. under ts-jest). */

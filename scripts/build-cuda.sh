@@ -65,8 +65,11 @@ CMAKE_BIN="$(bash "$INSTALLER" --cmake | tail -n 1)" || die "no usable cmake"
 if [ -f "$OUT_DIR/CMakeCache.txt" ]; then
   cached_nvcc="$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$OUT_DIR/CMakeCache.txt")"
   cached_cmake="$(sed -n 's/^CMAKE_COMMAND:INTERNAL=//p' "$OUT_DIR/CMakeCache.txt")"
-  if [ "$cached_nvcc" != "$NVCC" ] || [ "$(readlink -f "$cached_cmake")" != "$(readlink -f "$CMAKE_BIN")" ]; then
-    say "toolkit or cmake changed since the last build; starting from a clean $OUT_DIR"
+  # cmake-js configures only a folder without a cache, so a changed NM_CUDA_ARCHS needs one too.
+  cached_archs="$(sed -n 's/^NM_CUDA_ARCHS:[A-Z]*=//p' "$OUT_DIR/CMakeCache.txt")"
+  if [ "$cached_nvcc" != "$NVCC" ] || [ "$(readlink -f "$cached_cmake")" != "$(readlink -f "$CMAKE_BIN")" ] \
+     || [ "$cached_archs" != "$ARCHS" ]; then
+    say "toolkit, cmake or architectures changed since the last build; starting from a clean $OUT_DIR"
     rm -rf "$OUT_DIR"
   fi
 fi

@@ -1,65 +1,99 @@
 #!/usr/bin/env node
-// npm's install hook: use the prebuilt addon when one matches this platform and Node-API, and
-// build from source only when none does (or when asked with --build-from-source /
-// npm_config_build_from_source=true). Never downloads Node headers: the build uses the local
-// ones (npm_config_nodedir, else the headers beside this node binary) and says so if missing.
+// npm's install hook: use the prebuilt addon (prebuilds/linux-x64/) when it loads on this machine,
+// and build from source only when it does not (or when asked: --build-from-source, or
+// npm_config_build_from_source=true / =newton-muon, which `npm install --build-from-source` sets).
+// Never downloads Node headers: a source build uses local ones (npm_config_nodedir when set, else
+// the headers beside this node binary, /usr, /usr/local) and says so when there are none.
+// The CUDA module is never built here: it comes prebuilt, or from `npm run build:cuda`; without
+// it the package works on the CPU and devices() says why CUDA is unavailable.
 'use strict';
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
 const root = path.join(__dirname, '..');
 
-function wantsSource() {
-  const flag = String(process.env.npm_config_build_from_source || '').toLowerCase();
-  return process.argv.includes('--build-from-source') || flag === 'true' || flag === 'newton-muon';
+function wantsSource(argv = process.argv, env = process.env) {
+  const flag = String(env.npm_config_build_from_source || '').toLowerCase();
+  return argv.includes('--build-from-source') || flag === 'true' || flag === 'newton-muon';
 }
 
-function prebuiltLoads() {
-  try {
-    require('node-gyp-build')(root);
-    return true;
-  } catch {
-    return false;
-  }
+// The addon node-gyp-build would pick (build/Release first, then prebuilds/), loaded in a child
+// process so a crash or a half-loaded library cannot take this script down.
+function probeAddon() {
+  const code = `const p = require(${JSON.stringify(require.resolve('node-gyp-build'))}).resolve(${JSON.stringify(root)});` +
+    `require(p); process.stdout.write(p);`;
+  const result = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8' });
+  if (result.status === 0) return { ok: true, path: result.stdout };
+  const text = `${result.stderr || ''}`.split('\n').find((line) => /Error|error/.test(line)) ||
+    `exit status ${result.status}`;
+  return { ok: false, reason: text.trim() };
 }
 
-function localNodeDir() {
-  const candidates = [process.env.npm_config_nodedir, path.dirname(path.dirname(process.execPath)), '/usr', '/usr/local'];
-  for (const dir of candidates) {
-    if (dir && fs.existsSync(path.join(dir, 'include', 'node', 'node_api.h'))) return dir;
-  }
-  return null;
+function hasHeaders(dir) {
+  return Boolean(dir) && fs.existsSync(path.join(dir, 'include', 'node', 'node_api.h'));
 }
 
-function nodeGypScript() {
-  const candidates = [process.env.npm_config_node_gyp];
+// Local Node headers: an explicit npm_config_nodedir is taken at its word (a wrong one fails
+// loudly instead of silently building against other headers).
+function localNodeDir(env = process.env) {
+  if (env.npm_config_nodedir) return hasHeaders(env.npm_config_nodedir) ? env.npm_config_nodedir : null;
+  const candidates = [path.dirname(path.dirname(process.execPath)), '/usr', '/usr/local'];
+  return candidates.find(hasHeaders) || null;
+}
+
+// npm bundles node-gyp; find it relative to the npm that runs us, or the global one.
+function nodeGypScript(env = process.env) {
+  const candidates = [env.npm_config_node_gyp];
   try { candidates.push(require.resolve('node-gyp/bin/node-gyp.js')); } catch { /* not installed */ }
-  // npm ships node-gyp; find it relative to the npm that runs us, or the global one.
-  if (process.env.npm_execpath) candidates.push(path.join(path.dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  if (env.npm_execpath) {
+    candidates.push(path.join(path.dirname(env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  }
   candidates.push(path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
   return candidates.find((c) => c && fs.existsSync(c)) || null;
 }
 
-function build() {
+function fail(message) {
+  console.error(`newton-muon: ${message}`);
+  process.exit(1);
+}
+
+function buildFromSource(why) {
+  console.error(`newton-muon: building the native addon from source (${why})`);
   const nodedir = localNodeDir();
   if (!nodedir) {
-    console.error('newton-muon: no prebuilt addon matches this machine and no local Node headers were found ' +
-      '(looked for include/node/node_api.h under npm_config_nodedir, the node binary\'s prefix, /usr, /usr/local). ' +
-      'Install your distribution\'s Node development headers and reinstall.');
-    process.exit(1);
+    const where = process.env.npm_config_nodedir
+      ? `npm_config_nodedir=${process.env.npm_config_nodedir} has no include/node/node_api.h`
+      : 'looked for include/node/node_api.h beside the node binary, in /usr and /usr/local';
+    fail(`no local Node headers to build against (${where}). Install your distribution's Node ` +
+      'development headers (or set npm_config_nodedir) and reinstall; nothing is downloaded.');
   }
   const gyp = nodeGypScript();
-  if (!gyp) {
-    console.error('newton-muon: building from source needs node-gyp, which was not found (npm normally provides it).');
-    process.exit(1);
-  }
-  const jobs = String(Math.max(1, require('os').availableParallelism?.() ?? 2));
-  const result = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, '-j', jobs], { cwd: root, stdio: 'inherit' });
+  if (!gyp) fail('building from source needs node-gyp, which was not found (npm normally provides it).');
+  const jobs = String(Math.max(1, os.availableParallelism?.() ?? 2));
+  const result = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, '-j', jobs],
+    { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) {
-    console.error(`newton-muon: building the native addon failed (node-gyp exited with ${result.status}).`);
-    process.exit(result.status || 1);
+    fail(`building the native addon failed (node-gyp exited with ${result.status ?? result.signal}). ` +
+      'A source build needs a C++17 compiler, make and Python 3; on linux-x64 with glibc 2.34+ the ' +
+      'prebuilt addon needs none of them.');
   }
 }
 
-if (wantsSource() || !prebuiltLoads()) build();
+function main() {
+  if (wantsSource()) {
+    buildFromSource('asked for with --build-from-source');
+    return;
+  }
+  const probe = probeAddon();
+  if (probe.ok) {
+    console.log(`newton-muon: using ${path.relative(root, probe.path)}`);
+    return;
+  }
+  buildFromSource(`no prebuilt addon loads here: ${probe.reason}`);
+}
+
+module.exports = { root, wantsSource, localNodeDir, nodeGypScript };
+
+if (require.main === module) main();

@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 // Bumped whenever the table below changes shape; the addon refuses a module with another value.
-#define NM_BACKEND_ABI_VERSION 2u
+#define NM_BACKEND_ABI_VERSION 3u
 
 typedef enum nm_dtype {
   NM_F32 = 0,
@@ -174,7 +174,64 @@ typedef struct nm_backend_ops {
   //   w -= step_size * m / (sqrt(v) / sqrt_bias2 + eps)
   nm_status (*adamw_update)(nm_backend* be, void* w_f32, const void* g_f32, void* m_f32,
                             void* v_f32, int64_t n, const nm_adamw_scalars* scalars);
+
+  // ---- GPT-2 model ops (see shared spec/speedrun-124m.md) --------------------------------
+  // Activations are row-major [n = B*T, width]. Backward ops write (accumulate == 0) or add to
+  // (accumulate != 0) their input gradient. Where an out_dtype is taken it is f32 or bf16 (the
+  // next GEMM's operand dtype); everything else is f32.
+
+  // out[i, :] = wte[ids[i], :] for i < n; ids are i32 in [0, vocab) (the caller checks).
+  nm_status (*embedding_forward)(nm_backend* be, void* out_f32, const void* wte_f32,
+                                 const void* ids_i32, int64_t n, int64_t c);
+  // dwte[v, :] += sum over i with ids[i] == v of dout[i, :], summed in increasing i for every v
+  // (deterministic: no float atomics whose order could change the bits).
+  nm_status (*embedding_backward)(nm_backend* be, void* dwte_f32, const void* dout_f32,
+                                  const void* ids_i32, int64_t n, int64_t c, int64_t vocab);
+  // Weightless RMSNorm per row: rstd[i] = 1/sqrt(mean_j x[i,j]^2 + eps); out = x * rstd[i].
+  nm_status (*rmsnorm_forward)(nm_backend* be, void* out, nm_dtype out_dtype, void* rstd_f32,
+                               const void* x_f32, int64_t n, int64_t c, float eps);
+  // dx[i,:] (=|+=) rstd*dout[i,:] - x[i,:] * rstd^3 * mean_j(dout[i,j] * x[i,j]).
+  nm_status (*rmsnorm_backward)(nm_backend* be, void* dx_f32, const void* dout_f32,
+                                const void* x_f32, const void* rstd_f32, int64_t n, int64_t c,
+                                int32_t accumulate);
+  // Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))).
+  nm_status (*gelu_forward)(nm_backend* be, void* out, nm_dtype out_dtype, const void* x_f32,
+                            int64_t n);
+  // dx = dout * (Phi(x) + x * phi(x)) (written, never accumulated).
+  nm_status (*gelu_backward)(nm_backend* be, void* dx_f32, const void* dout_f32,
+                             const void* x_f32, int64_t n);
+  // Rotary embedding, in place, on the q and k parts of a fused qkv buffer [B, T, 3, H, D]
+  // (q = columns [0, C), k = [C, 2C), v untouched; C = H*D). Half-split form per head, with
+  // x1 = x[:D/2], x2 = x[D/2:], freq_j = base^(-2j/D), angle = t * freq_j:
+  //   y1 = x1 cos + x2 sin;  y2 = -x1 sin + x2 cos          (inverse = 0, forward)
+  // inverse != 0 applies the transposed rotation (the backward of the forward).
+  nm_status (*rotary)(nm_backend* be, void* qkv_f32, int64_t b, int64_t t, int64_t heads,
+                      int64_t head_dim, float base, int32_t inverse);
+  // Causal softmax attention reading q, k, v from qkv [B, T, 3, H, D] and writing out [B, T, H, D]
+  // (= [B*T, C], the c_proj input) and lse [B, H, T] = log-sum-exp of each row of scaled scores
+  // (kept for backward). algo: NM_ATTN_AUTO / NM_ATTN_NAIVE / NM_ATTN_FLASH; the CPU has one
+  // implementation and accepts all three; CUDA implements both naive and flash and AUTO picks.
+  nm_status (*attention_forward)(nm_backend* be, void* out_f32, void* lse_f32,
+                                 const void* qkv_f32, int64_t b, int64_t t, int64_t heads,
+                                 int64_t head_dim, float scale, int32_t algo);
+  // Writes dqkv [B, T, 3, H, D] (dq, dk, dv) from dout [B, T, H, D] and the forward's qkv, out
+  // and lse (attention probabilities are recomputed, never stored).
+  nm_status (*attention_backward)(nm_backend* be, void* dqkv_f32, const void* dout_f32,
+                                  const void* qkv_f32, const void* out_f32, const void* lse_f32,
+                                  int64_t b, int64_t t, int64_t heads, int64_t head_dim,
+                                  float scale, int32_t algo);
+  // Softmax cross-entropy on logits [n, vocab] (f32) with i32 targets in [0, vocab):
+  // losses[i] = logsumexp(logits[i]) - logits[i, targets[i]]. When grad_scale != 0 the logits
+  // are overwritten in place by grad_scale * (softmax(logits[i]) - onehot(targets[i])), so no
+  // second [n, vocab] buffer exists; when grad_scale == 0 the logits are left unchanged.
+  nm_status (*cross_entropy)(nm_backend* be, void* losses_f32, void* logits_f32,
+                             const void* targets_i32, int64_t n, int64_t vocab, float grad_scale);
 } nm_backend_ops;
+
+// attention algo values
+#define NM_ATTN_AUTO 0
+#define NM_ATTN_NAIVE 1
+#define NM_ATTN_FLASH 2
 
 // Size in bytes of one element of dtype (0 for an unknown value).
 static inline size_t nm_dtype_size(nm_dtype dtype) {

@@ -12,6 +12,8 @@
 
 #include "gemm.h"
 #include "kernels.h"
+#include "model_kernels_a.h"
+#include "model_kernels_b.h"
 #include "optim_kernels.h"
 #include "thread_pool.h"
 #include "work_queue.h"
@@ -334,6 +336,222 @@ nm_status adamw_update_op(nm_backend* be, void* w, const void* g, void* m, void*
   return NM_OK;
 }
 
+// ---- GPT-2 model ops (embedding, RMSNorm, GELU, cross-entropy) -------------------------------
+
+nm_status embedding_forward_op(nm_backend* be, void* out, const void* wte, const void* ids,
+                               int64_t n, int64_t c) {
+  static const char* const kOp = "embedding_forward";
+  NM_REQUIRE(n >= 0 && c >= 0, kOp, "negative size");
+  NM_REQUIRE(checked_product(n, c, 4) >= 0, kOp, "size overflows");
+  if (n == 0 || c == 0) return NM_OK;
+  NM_REQUIRE(out != nullptr && wte != nullptr && ids != nullptr, kOp, "null pointer");
+  float* o = static_cast<float*>(out);
+  const float* w = static_cast<const float*>(wte);
+  const int32_t* id = static_cast<const int32_t*>(ids);
+  be->queue.enqueue([=] { embedding_forward(o, w, id, n, c); });
+  return NM_OK;
+}
+
+nm_status embedding_backward_op(nm_backend* be, void* dwte, const void* dout, const void* ids,
+                                int64_t n, int64_t c, int64_t vocab) {
+  static const char* const kOp = "embedding_backward";
+  NM_REQUIRE(n >= 0 && c >= 0 && vocab >= 0, kOp, "negative size");
+  NM_REQUIRE(checked_product(n, c, 4) >= 0 && checked_product(vocab, c, 4) >= 0 &&
+                 vocab < INT64_MAX / 16 - n,
+             kOp, "size overflows");
+  if (n == 0 || c == 0) return NM_OK;  // nothing to add
+  NM_REQUIRE(vocab >= 1, kOp, "vocab must be >= 1 when there are ids");
+  NM_REQUIRE(dwte != nullptr && dout != nullptr && ids != nullptr, kOp, "null pointer");
+  // Scratch for the counting sort, allocated here so running out of memory is reported.
+  const size_t ws_bytes = embedding_backward_workspace_bytes(n, vocab);
+  void* ws = std::malloc(ws_bytes);
+  if (ws == nullptr) {
+    return fail(NM_ERR_OUT_OF_MEMORY, kOp,
+                "out of host memory allocating " + std::to_string(ws_bytes) + " bytes of scratch");
+  }
+  float* dw = static_cast<float*>(dwte);
+  const float* g = static_cast<const float*>(dout);
+  const int32_t* id = static_cast<const int32_t*>(ids);
+  be->queue.enqueue([=] {
+    embedding_backward(dw, g, id, n, c, vocab, ws);
+    std::free(ws);
+  });
+  return NM_OK;
+}
+
+nm_status rmsnorm_forward_op(nm_backend* be, void* out, nm_dtype out_dtype, void* rstd,
+                             const void* x, int64_t n, int64_t c, float eps) {
+  static const char* const kOp = "rmsnorm_forward";
+  NM_REQUIRE(is_float(out_dtype), kOp, "out_dtype must be f32 or bf16");
+  NM_REQUIRE(n >= 0 && c >= 0, kOp, "negative size");
+  NM_REQUIRE(checked_product(n, c, 4) >= 0, kOp, "size overflows");
+  NM_REQUIRE(eps >= 0.0f && eps <= 3.4e38f, kOp, "eps must be finite and >= 0");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(c >= 1, kOp, "c must be >= 1 (the mean of an empty row is undefined)");
+  NM_REQUIRE(out != nullptr && rstd != nullptr && x != nullptr, kOp, "null pointer");
+  float* r = static_cast<float*>(rstd);
+  const float* xi = static_cast<const float*>(x);
+  be->queue.enqueue([=] { rmsnorm_forward(out, out_dtype, r, xi, n, c, eps); });
+  return NM_OK;
+}
+
+nm_status rmsnorm_backward_op(nm_backend* be, void* dx, const void* dout, const void* x,
+                              const void* rstd, int64_t n, int64_t c, int32_t accumulate) {
+  static const char* const kOp = "rmsnorm_backward";
+  NM_REQUIRE(n >= 0 && c >= 0, kOp, "negative size");
+  NM_REQUIRE(checked_product(n, c, 4) >= 0, kOp, "size overflows");
+  if (n == 0 || c == 0) return NM_OK;
+  NM_REQUIRE(dx != nullptr && dout != nullptr && x != nullptr && rstd != nullptr, kOp,
+             "null pointer");
+  float* d = static_cast<float*>(dx);
+  const float* g = static_cast<const float*>(dout);
+  const float* xi = static_cast<const float*>(x);
+  const float* r = static_cast<const float*>(rstd);
+  const bool acc = accumulate != 0;
+  be->queue.enqueue([=] { rmsnorm_backward(d, g, xi, r, n, c, acc); });
+  return NM_OK;
+}
+
+nm_status gelu_forward_op(nm_backend* be, void* out, nm_dtype out_dtype, const void* x,
+                          int64_t n) {
+  static const char* const kOp = "gelu_forward";
+  NM_REQUIRE(is_float(out_dtype), kOp, "out_dtype must be f32 or bf16");
+  NM_REQUIRE(n >= 0, kOp, "negative element count");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(out != nullptr && x != nullptr, kOp, "null pointer");
+  const float* xi = static_cast<const float*>(x);
+  be->queue.enqueue([=] { gelu_forward(out, out_dtype, xi, n); });
+  return NM_OK;
+}
+
+nm_status gelu_backward_op(nm_backend* be, void* dx, const void* dout, const void* x,
+                           int64_t n) {
+  static const char* const kOp = "gelu_backward";
+  NM_REQUIRE(n >= 0, kOp, "negative element count");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(dx != nullptr && dout != nullptr && x != nullptr, kOp, "null pointer");
+  float* d = static_cast<float*>(dx);
+  const float* g = static_cast<const float*>(dout);
+  const float* xi = static_cast<const float*>(x);
+  be->queue.enqueue([=] { gelu_backward(d, g, xi, n); });
+  return NM_OK;
+}
+
+// ---- GPT-2 model ops (rotary, attention) ------------------------------------------------------
+
+// Elements of a [b, t, 3, heads, head_dim] qkv buffer, or -1 when that overflows (or exceeds
+// what a byte count can hold). All four sizes >= 0.
+int64_t qkv_elements(int64_t b, int64_t t, int64_t heads, int64_t head_dim) {
+  const int64_t rows = checked_product(b, t, 1);
+  const int64_t width = checked_product(3, heads, head_dim);
+  if (rows < 0 || width < 0) return -1;
+  const int64_t total = checked_product(rows, width, 1);
+  return total >= 0 && total <= INT64_MAX / 8 ? total : -1;
+}
+
+nm_status rotary_op(nm_backend* be, void* qkv, int64_t b, int64_t t, int64_t heads,
+                    int64_t head_dim, float base, int32_t inverse) {
+  static const char* const kOp = "rotary";
+  NM_REQUIRE(b >= 0 && t >= 0 && heads >= 0 && head_dim >= 0, kOp, "negative size");
+  NM_REQUIRE(head_dim % 2 == 0, kOp, "head_dim must be even (the rotation pairs its two halves)");
+  NM_REQUIRE(base > 0.0f && base <= 3.4e38f, kOp, "base must be finite and > 0");
+  const int64_t total = qkv_elements(b, t, heads, head_dim);
+  NM_REQUIRE(total >= 0, kOp, "size overflows");
+  if (total == 0) return NM_OK;
+  NM_REQUIRE(qkv != nullptr, kOp, "null pointer");
+  float* x = static_cast<float*>(qkv);
+  const bool inv = inverse != 0;
+  be->queue.enqueue([=] { rotary(x, b, t, heads, head_dim, base, inv); });
+  return NM_OK;
+}
+
+// Whether [a, a + a_bytes) and [b, b + b_bytes) share a byte.
+bool spans_overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a);
+  const uintptr_t y = reinterpret_cast<uintptr_t>(b);
+  return a_bytes != 0 && b_bytes != 0 && x < y + b_bytes && y < x + a_bytes;
+}
+
+nm_status check_attention_args(const char* op, int64_t b, int64_t t, int64_t heads,
+                               int64_t head_dim, float scale, int32_t algo, int64_t* total) {
+  NM_REQUIRE(b >= 0 && t >= 0 && heads >= 0 && head_dim >= 0, op, "negative size");
+  NM_REQUIRE(algo == NM_ATTN_AUTO || algo == NM_ATTN_NAIVE || algo == NM_ATTN_FLASH, op,
+             "algo must be NM_ATTN_AUTO (0), NM_ATTN_NAIVE (1) or NM_ATTN_FLASH (2), got " +
+                 std::to_string(algo));
+  NM_REQUIRE(scale - scale == 0.0f, op, "scale must be finite");
+  *total = qkv_elements(b, t, heads, head_dim);
+  NM_REQUIRE(*total >= 0, op, "size overflows");
+  return NM_OK;
+}
+
+nm_status attention_forward_op(nm_backend* be, void* out, void* lse, const void* qkv, int64_t b,
+                               int64_t t, int64_t heads, int64_t head_dim, float scale,
+                               int32_t algo) {
+  static const char* const kOp = "attention_forward";
+  int64_t total = 0;
+  const nm_status st = check_attention_args(kOp, b, t, heads, head_dim, scale, algo, &total);
+  if (st != NM_OK) return st;
+  if (b == 0 || t == 0 || heads == 0) return NM_OK;  // nothing to write
+  NM_REQUIRE(head_dim >= 1, kOp, "head_dim must be >= 1");
+  NM_REQUIRE(out != nullptr && lse != nullptr && qkv != nullptr, kOp, "null pointer");
+  const size_t qkv_bytes = static_cast<size_t>(total) * sizeof(float);
+  const size_t out_bytes = qkv_bytes / 3;
+  const size_t lse_bytes = static_cast<size_t>(b * heads * t) * sizeof(float);
+  NM_REQUIRE(!spans_overlap(out, out_bytes, qkv, qkv_bytes) &&
+                 !spans_overlap(lse, lse_bytes, qkv, qkv_bytes) &&
+                 !spans_overlap(out, out_bytes, lse, lse_bytes),
+             kOp, "out, lse and qkv may not overlap");
+  float* o = static_cast<float*>(out);
+  float* l = static_cast<float*>(lse);
+  const float* x = static_cast<const float*>(qkv);
+  be->queue.enqueue([=] { attention_forward(o, l, x, b, t, heads, head_dim, scale); });
+  return NM_OK;
+}
+
+nm_status attention_backward_op(nm_backend* be, void* dqkv, const void* dout, const void* qkv,
+                                const void* out, const void* lse, int64_t b, int64_t t,
+                                int64_t heads, int64_t head_dim, float scale, int32_t algo) {
+  static const char* const kOp = "attention_backward";
+  int64_t total = 0;
+  const nm_status st = check_attention_args(kOp, b, t, heads, head_dim, scale, algo, &total);
+  if (st != NM_OK) return st;
+  if (total == 0) return NM_OK;  // dqkv is empty
+  NM_REQUIRE(dqkv != nullptr && dout != nullptr && qkv != nullptr && out != nullptr &&
+                 lse != nullptr,
+             kOp, "null pointer");
+  const size_t qkv_bytes = static_cast<size_t>(total) * sizeof(float);
+  const size_t out_bytes = qkv_bytes / 3;
+  const size_t lse_bytes = static_cast<size_t>(b * heads * t) * sizeof(float);
+  NM_REQUIRE(!spans_overlap(dqkv, qkv_bytes, dout, out_bytes) &&
+                 !spans_overlap(dqkv, qkv_bytes, qkv, qkv_bytes) &&
+                 !spans_overlap(dqkv, qkv_bytes, out, out_bytes) &&
+                 !spans_overlap(dqkv, qkv_bytes, lse, lse_bytes),
+             kOp, "dqkv may not overlap dout, qkv, out or lse");
+  float* d = static_cast<float*>(dqkv);
+  const float* g = static_cast<const float*>(dout);
+  const float* x = static_cast<const float*>(qkv);
+  const float* o = static_cast<const float*>(out);
+  const float* l = static_cast<const float*>(lse);
+  be->queue.enqueue([=] { attention_backward(d, g, x, o, l, b, t, heads, head_dim, scale); });
+  return NM_OK;
+}
+
+nm_status cross_entropy_op(nm_backend* be, void* losses, void* logits, const void* targets,
+                           int64_t n, int64_t vocab, float grad_scale) {
+  static const char* const kOp = "cross_entropy";
+  NM_REQUIRE(n >= 0 && vocab >= 0, kOp, "negative size");
+  NM_REQUIRE(checked_product(n, vocab, 4) >= 0, kOp, "size overflows");
+  NM_REQUIRE(grad_scale - grad_scale == 0.0f, kOp, "grad_scale must be finite");
+  if (n == 0) return NM_OK;
+  NM_REQUIRE(vocab >= 1, kOp, "vocab must be >= 1");
+  NM_REQUIRE(losses != nullptr && logits != nullptr && targets != nullptr, kOp, "null pointer");
+  float* l = static_cast<float*>(losses);
+  float* z = static_cast<float*>(logits);
+  const int32_t* t = static_cast<const int32_t*>(targets);
+  be->queue.enqueue([=] { cross_entropy(l, z, t, n, vocab, grad_scale); });
+  return NM_OK;
+}
+
 const nm_backend_ops kCpuOps = {
     NM_BACKEND_ABI_VERSION,
     "cpu",
@@ -365,6 +583,16 @@ const nm_backend_ops kCpuOps = {
     momentum_update_op,
     apply_update_op,
     adamw_update_op,
+    embedding_forward_op,
+    embedding_backward_op,
+    rmsnorm_forward_op,
+    rmsnorm_backward_op,
+    gelu_forward_op,
+    gelu_backward_op,
+    rotary_op,
+    attention_forward_op,
+    attention_backward_op,
+    cross_entropy_op,
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 // destroy, describe, last_error, and the enter() helper every op starts with.
 #include <nccl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,12 +81,53 @@ nm_status probe_kernel_image(nm_backend* be) {
   return NM_OK;
 }
 
+// The oldest driver branch that runs a CUDA runtime of this major version (CUDA 13.x: R580,
+// 12.x: R525, thanks to minor-version compatibility).
+int min_driver_branch(int runtime_version) {
+  return runtime_version >= 13000 ? 580 : runtime_version >= 12000 ? 525 : 450;
+}
+
+// Why there is no usable device, with the driver's and the runtime's CUDA versions: this is the
+// message a machine without a (new enough) driver, or without a GPU, shows in devices().
+nm_status no_device_error(cudaError_t err) {
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  cudaRuntimeGetVersion(&runtime);
+  const int branch = min_driver_branch(runtime);
+  if (err == cudaSuccess) {
+    const char* visible = getenv("CUDA_VISIBLE_DEVICES");
+    return set_error(NM_ERR_UNAVAILABLE,
+                     "no CUDA-capable device is visible (NVIDIA driver for CUDA %d.%d, CUDA "
+                     "runtime %d.%d%s%s%s)",
+                     driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10,
+                     visible ? ", CUDA_VISIBLE_DEVICES='" : "", visible ? visible : "",
+                     visible ? "'" : "");
+  }
+  if (driver == 0) {
+    return set_error(NM_ERR_UNAVAILABLE,
+                     "no NVIDIA driver was found (libcuda.so.1 could not be loaded); this module "
+                     "uses the CUDA %d.%d runtime, which needs driver R%d or newer (%s: %s)",
+                     runtime / 1000, (runtime % 1000) / 10, branch, cudaGetErrorName(err),
+                     cudaGetErrorString(err));
+  }
+  if (err == cudaErrorInsufficientDriver || driver / 1000 < runtime / 1000) {
+    return set_error(NM_ERR_UNAVAILABLE,
+                     "the NVIDIA driver supports CUDA %d.%d but this module uses the CUDA %d.%d "
+                     "runtime; update the driver to R%d or newer (%s: %s)",
+                     driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10,
+                     branch, cudaGetErrorName(err), cudaGetErrorString(err));
+  }
+  char what[512];
+  snprintf(what, sizeof what, "cudaGetDeviceCount failed: %s (%s); NVIDIA driver for CUDA %d.%d, "
+           "CUDA runtime %d.%d", cudaGetErrorString(err), cudaGetErrorName(err), driver / 1000,
+           (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10);
+  return set_error(status_of(err), "%s", what);
+}
+
 nm_status create_impl(int device_index, nm_backend** out) {
   int count = 0;
-  NM_CUDA_CHECK(nullptr, cudaGetDeviceCount(&count));
-  if (count <= 0) {
-    return set_error(NM_ERR_UNAVAILABLE, "no CUDA-capable device is visible");
-  }
+  cudaError_t count_err = cudaGetDeviceCount(&count);
+  if (count_err != cudaSuccess || count <= 0) return no_device_error(count_err);
   if (device_index < 0 || device_index >= count) {
     return set_error(NM_ERR_INVALID, "CUDA device index %d is out of range (%d device%s visible)",
                      device_index, count, count == 1 ? "" : "s");

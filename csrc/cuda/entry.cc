@@ -44,6 +44,16 @@ nm_backend_ops make_ops() {
   ops.momentum_update = nm_cuda::momentum_update;
   ops.apply_update = nm_cuda::apply_update;
   ops.adamw_update = nm_cuda::adamw_update;
+  ops.embedding_forward = nm_cuda::embedding_forward;
+  ops.embedding_backward = nm_cuda::embedding_backward;
+  ops.rmsnorm_forward = nm_cuda::rmsnorm_forward;
+  ops.rmsnorm_backward = nm_cuda::rmsnorm_backward;
+  ops.gelu_forward = nm_cuda::gelu_forward;
+  ops.gelu_backward = nm_cuda::gelu_backward;
+  ops.rotary = nm_cuda::rotary;
+  ops.attention_forward = nm_cuda::attention_forward;
+  ops.attention_backward = nm_cuda::attention_backward;
+  ops.cross_entropy = nm_cuda::cross_entropy;
   return ops;
 }
 

@@ -69,6 +69,39 @@ nm_status apply_update(nm_backend* be, void* w_f32, const void* u_f32, int64_t n
 nm_status adamw_update(nm_backend* be, void* w_f32, const void* g_f32, void* m_f32, void* v_f32,
                        int64_t n, const nm_adamw_scalars* scalars);
 
+// model_embedding.cu
+nm_status embedding_forward(nm_backend* be, void* out_f32, const void* wte_f32,
+                            const void* ids_i32, int64_t n, int64_t c);
+nm_status embedding_backward(nm_backend* be, void* dwte_f32, const void* dout_f32,
+                             const void* ids_i32, int64_t n, int64_t c, int64_t vocab);
+
+// model_norm_gelu.cu
+nm_status rmsnorm_forward(nm_backend* be, void* out, nm_dtype out_dtype, void* rstd_f32,
+                          const void* x_f32, int64_t n, int64_t c, float eps);
+nm_status rmsnorm_backward(nm_backend* be, void* dx_f32, const void* dout_f32, const void* x_f32,
+                           const void* rstd_f32, int64_t n, int64_t c, int32_t accumulate);
+nm_status gelu_forward(nm_backend* be, void* out, nm_dtype out_dtype, const void* x_f32,
+                       int64_t n);
+nm_status gelu_backward(nm_backend* be, void* dx_f32, const void* dout_f32, const void* x_f32,
+                        int64_t n);
+
+// model_rotary.cu
+nm_status rotary(nm_backend* be, void* qkv_f32, int64_t b, int64_t t, int64_t heads,
+                 int64_t head_dim, float base, int32_t inverse);
+
+// model_attention_naive.cu (entry points; the flash kernels are in model_attention_flash.cu)
+nm_status attention_forward(nm_backend* be, void* out_f32, void* lse_f32, const void* qkv_f32,
+                            int64_t b, int64_t t, int64_t heads, int64_t head_dim, float scale,
+                            int32_t algo);
+nm_status attention_backward(nm_backend* be, void* dqkv_f32, const void* dout_f32,
+                             const void* qkv_f32, const void* out_f32, const void* lse_f32,
+                             int64_t b, int64_t t, int64_t heads, int64_t head_dim, float scale,
+                             int32_t algo);
+
+// model_cross_entropy.cu
+nm_status cross_entropy(nm_backend* be, void* losses_f32, void* logits_f32,
+                        const void* targets_i32, int64_t n, int64_t vocab, float grad_scale);
+
 }  // namespace nm_cuda
 
 #endif  // NM_CUDA_OPS_H

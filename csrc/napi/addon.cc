@@ -4,6 +4,7 @@
 #include "async_bindings.h"
 #include "device_bindings.h"
 #include "op_bindings.h"
+#include "model_bindings.h"
 #include "optim_bindings.h"
 
 namespace {
@@ -13,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nm::napi::register_op_bindings(env, exports);
   nm::napi::register_async_bindings(env, exports);
   nm::napi::register_optim_bindings(env, exports);
+  nm::napi::register_model_bindings(env, exports);
   return exports;
 }
 

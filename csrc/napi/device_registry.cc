@@ -3,11 +3,14 @@
 #include <dlfcn.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 
 #include "../cpu/cpu_backend.h"
+#include "cuda_libraries.h"
 
 namespace nm::napi {
 namespace {
@@ -27,7 +30,40 @@ void describe_into(DeviceSlot& slot) {
   if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) slot.description_json = buf;
 }
 
-// dlopen + entry symbol + create(0). Any failure leaves slot.backend null with the reason.
+std::string join(const std::vector<std::string>& items, const char* separator) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
+}
+
+// The reason for a module that exists but could not be dlopen()ed. A missing library gets the
+// whole story: what the module needs, where it was looked for, and how to provide it.
+std::string open_failure_reason(const std::string& path, const ModuleOpenResult& opened) {
+  std::string reason = "could not load the CUDA module " + path + ": " + opened.error;
+  if (opened.missing_library.empty()) {
+    if (opened.error.find("ELF") != std::string::npos ||
+        opened.error.find("file too short") != std::string::npos) {
+      reason += " (not a shared library for this machine; rebuild it with `npm run build:cuda` "
+                "or unset NM_CUDA_MODULE)";
+    }
+    return reason;
+  }
+  const char* user_dirs = std::getenv("NM_CUDA_LIBRARY_PATH");
+  reason += ". It links the CUDA 13 libraries (cudart, cuBLAS, cuBLASLt, cuSOLVER, NCCL) and needs "
+            "an NVIDIA driver R580 or newer; " + opened.missing_library +
+            " is not on LD_LIBRARY_PATH or the system library path, nor in NM_CUDA_LIBRARY_PATH (" +
+            (user_dirs && user_dirs[0] ? std::string("'") + user_dirs + "'" : std::string("unset")) +
+            ") or the folders of NVIDIA's pip wheels and CUDA toolkits searched (" +
+            (opened.search_dirs.empty() ? std::string("none exist here")
+                                        : join(opened.search_dirs, ", ")) +
+            "). Install them with `pip install nvidia-cuda-runtime nvidia-cublas nvidia-cusolver "
+            "nvidia-nccl-cu13` (or a PyTorch built for CUDA 13, or a CUDA 13 toolkit), or set "
+            "NM_CUDA_LIBRARY_PATH to the folder that holds " + opened.missing_library;
+  return reason;
+}
+
+// dlopen (with the CUDA library search of cuda_libraries.h) + entry symbol + create(0). Any
+// failure leaves slot.backend null with the reason.
 void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidates) {
   std::string path;
   for (const auto& candidate : candidates) {
@@ -37,19 +73,17 @@ void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidat
     }
   }
   if (path.empty()) {
-    std::string looked;
-    for (const auto& c : candidates) looked += (looked.empty() ? "" : ", ") + c;
     slot.unavailable_reason =
-        "the CUDA module newton_muon_cuda.so was not found (looked in: " + looked +
-        "); build it with `npm run build:cuda` or install a package with prebuilt binaries";
+        "the CUDA module newton_muon_cuda.so was not found (looked in: " + join(candidates, ", ") +
+        "); build it with `npm run build:cuda`, install a package with prebuilt binaries, or "
+        "point NM_CUDA_MODULE at one";
     return;
   }
   // RTLD_LOCAL: the module's CUDA symbols stay private to it.
-  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ModuleOpenResult opened = open_cuda_module(path);
+  void* handle = opened.handle;
   if (handle == nullptr) {
-    const char* why = ::dlerror();
-    slot.unavailable_reason = "could not load the CUDA module " + path + ": " +
-                              (why ? why : "unknown dlopen error");
+    slot.unavailable_reason = open_failure_reason(path, opened);
     return;
   }
   ::dlerror();
@@ -57,22 +91,32 @@ void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidat
   if (entry == nullptr) {
     const char* why = ::dlerror();
     slot.unavailable_reason = "the CUDA module " + path + " has no entry point " +
-                              NM_CUDA_ENTRY_SYMBOL + ": " + (why ? why : "symbol missing");
+                              NM_CUDA_ENTRY_SYMBOL + " (" + (why ? why : "symbol missing") +
+                              "); it is not a newton_muon_cuda.so built from this package";
     ::dlclose(handle);
     return;
   }
   char err[1024] = {0};
   const nm_backend_ops* ops = entry(NM_BACKEND_ABI_VERSION, err, sizeof err);
   if (ops == nullptr || ops->abi_version != NM_BACKEND_ABI_VERSION) {
-    slot.unavailable_reason = "the CUDA module " + path + " is incompatible with this addon: " +
-                              (err[0] ? err : "ABI version mismatch");
+    // The module's own message when it gave one (it says what to do), else ours.
+    std::string why = err[0] ? err : "";
+    if (why.empty()) {
+      why = (ops == nullptr ? std::string("its entry point returned no op table")
+                            : "it implements backend ABI version " +
+                                  std::to_string(ops->abi_version) + " but this addon expects " +
+                                  std::to_string(NM_BACKEND_ABI_VERSION)) +
+            "; rebuild it (`npm run build:cuda`) from the same source as the addon";
+    }
+    slot.unavailable_reason = "the CUDA module " + path + " is incompatible with this addon: " + why;
     ::dlclose(handle);
     return;
   }
   nm_backend* backend = ops->create(0, err, sizeof err);
   if (backend == nullptr) {
     // Keep the module loaded: its reason string may point into it, and it is cheap.
-    slot.unavailable_reason = std::string("CUDA is not usable: ") + (err[0] ? err : "unknown");
+    slot.unavailable_reason = std::string("CUDA is not usable: ") +
+                              (err[0] ? err : "unknown error") + " [module " + path + "]";
     return;
   }
   slot.ops = ops;

@@ -1,0 +1,83 @@
+// rotary: the half-split rotary position embedding, in place on the q and k parts of a fused
+// qkv buffer [B, T, 3, H, D] (core/backend.h has the formula).
+//
+// One thread per (row, pair j): it forms the angle pos * base^(-2j/D), its cos and its sin in
+// double (rounded to f32 once, as the CPU backend does) and rotates pair j of all 2*H q and k
+// head vectors of its row. Consecutive threads take consecutive j, so each of the 2*H passes
+// reads and writes contiguous runs of the row. The f32 products and sums use explicit
+// round-to-nearest intrinsics (no FMA contraction), so the results match the CPU bit for bit
+// whenever the double cos/sin round to the same f32 (practically always).
+#include <math.h>
+#include <stdint.h>
+
+#include "check.h"
+#include "context.h"
+#include "dtypes.cuh"
+#include "ops.h"
+#include "validate.h"
+
+namespace nm_cuda {
+namespace {
+
+__global__ void rotary_kernel(float* qkv, int64_t rows, int64_t t, int64_t heads,
+                              int64_t head_dim, double base, int inverse) {
+  const int64_t half = head_dim / 2;
+  const int64_t total = rows * half;
+  const int64_t c = heads * head_dim;
+  for (int64_t idx = grid_start(); idx < total; idx += grid_step()) {
+    const int64_t row = idx / half;
+    const int64_t j = idx - row * half;
+    const int64_t pos = row % t;
+    const double inv_freq = pow(base, -2.0 * (double)j / (double)head_dim);
+    double sd, cd;
+    sincos((double)pos * inv_freq, &sd, &cd);
+    const float co = (float)cd, si = (float)sd;
+    float* x = qkv + row * 3 * c + j;
+    for (int64_t v = 0; v < 2 * heads; v++) {
+      float* x1 = x + v * head_dim;
+      float* x2 = x1 + half;
+      const float a = *x1, b = *x2;
+      if (!inverse) {
+        *x1 = __fadd_rn(__fmul_rn(a, co), __fmul_rn(b, si));
+        *x2 = __fsub_rn(__fmul_rn(b, co), __fmul_rn(a, si));
+      } else {
+        *x1 = __fsub_rn(__fmul_rn(a, co), __fmul_rn(b, si));
+        *x2 = __fadd_rn(__fmul_rn(b, co), __fmul_rn(a, si));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+nm_status rotary(nm_backend* be, void* qkv_f32, int64_t b, int64_t t, int64_t heads,
+                 int64_t head_dim, float base, int32_t inverse) {
+  static const char* const kOp = "rotary";
+  NM_TRY(enter(be, kOp));
+  if (b < 0 || t < 0 || heads < 0 || head_dim < 0) {
+    return fail_invalid(kOp, "b, t, heads, head_dim must be >= 0 (got %lld, %lld, %lld, %lld)",
+                        (long long)b, (long long)t, (long long)heads, (long long)head_dim);
+  }
+  if (head_dim % 2 != 0) {
+    return fail_invalid(kOp, "head_dim must be even (the rotation pairs its two halves), got %lld",
+                        (long long)head_dim);
+  }
+  if (!(base > 0.0f && base <= 3.4e38f)) {
+    return fail_invalid(kOp, "base must be finite and > 0, got %g", (double)base);
+  }
+  int64_t rows = 0, width = 0, total = 0;
+  if (__builtin_mul_overflow(b, t, &rows) || __builtin_mul_overflow(heads, head_dim, &width) ||
+      __builtin_mul_overflow(width, (int64_t)3, &width) ||
+      __builtin_mul_overflow(rows, width, &total) || total > INT64_MAX / 8) {
+    return fail_invalid(kOp, "b*t*3*heads*head_dim overflows");
+  }
+  if (total == 0) return NM_OK;
+  NM_TRY(check_ptr(kOp, "qkv", qkv_f32, total));
+  const int64_t pairs = rows * (head_dim / 2);
+  rotary_kernel<<<grid_blocks(be, pairs), kThreads, 0, be->stream>>>(
+      static_cast<float*>(qkv_f32), rows, t, heads, head_dim, (double)base, inverse != 0 ? 1 : 0);
+  NM_CUDA_CHECK_LAUNCH(kOp, "rotary_kernel");
+  return NM_OK;
+}
+
+}  // namespace nm_cuda

@@ -1,0 +1,11 @@
+export { GPT2 } from './model';
+export type { ForwardBackwardOptions, GPT2Options } from './model';
+export { GPT2_124M, parameterSpecs } from './config';
+export type { GPT2Config, ParamSpec } from './config';
+export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from './safetensors';
+export type { SafetensorsEntry } from './safetensors';
+export {
+  attentionBackward, attentionForward, crossEntropy, embeddingBackward, embeddingForward, geluBackward, geluForward,
+  rmsnormBackward, rmsnormForward, rotary,
+} from './ops';
+export type { AttentionAlgo, AttentionShape, RmsnormOptions } from './ops';
