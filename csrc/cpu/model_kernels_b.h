@@ -25,8 +25,9 @@ void rotary(float* qkv, int64_t b, int64_t t, int64_t heads, int64_t head_dim, f
 
 // ---- model_attention.cc ---------------------------------------------------------------------
 // Causal softmax attention, scores s_ij = scale * (q_i . k_j) for j <= i (the dot product in f32,
-// then one multiply by scale); softmax with the row maximum subtracted, exp in f32, the row sum of
-// the exponentials in double; lse_i = max_i + log(sum_i) (double, rounded once).
+// then one multiply by scale); softmax with the row maximum subtracted, exp in f32 (a vectorised
+// range reduction + polynomial, about 1 ulp), the row sum of the exponentials in double;
+// lse_i = max_i + log(sum_i) (double, rounded once); p = exp(s - max) * f32(1/sum).
 // Parallel over the B*H (batch, head) pairs: each pair is computed by one thread with a fixed
 // loop order, so the bits do not depend on the thread count.
 void attention_forward(float* out, float* lse, const float* qkv, int64_t b, int64_t t,

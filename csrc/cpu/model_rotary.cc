@@ -1,7 +1,7 @@
 // Rotary position embedding (half-split form) in place on the q and k parts of a fused qkv
 // buffer [B, T, 3, H, D]. See model_kernels_b.h for the exact rounding.
 //
-// The cos/sin table [T, D/2] is built once per call (double-precision angle, cos and sin, each
+// The cos and sin tables [T, D/2] are built once per call (double-precision angle, cos and sin, each
 // rounded to f32 once), then every (b, t) row rotates its 2*H head vectors with f32 products.
 // Built with -std=c++17 (GCC: -ffp-contract=off), so no product is fused into an FMA and the
 // result is the same on every x86-64 machine and for every thread count.
@@ -21,8 +21,8 @@ void rotary(float* qkv, int64_t b, int64_t t, int64_t heads, int64_t head_dim, f
   const int64_t rows = b * t;
   if (rows == 0 || half == 0) return;
 
-  // table[(pos * half + j) * 2 + {0: cos, 1: sin}]
-  std::vector<float> table(static_cast<size_t>(t * half * 2));
+  // cos_tab / sin_tab[pos * half + j]: separate arrays so the rotation loop vectorizes.
+  std::vector<float> cos_tab(static_cast<size_t>(t * half)), sin_tab(cos_tab.size());
   std::vector<double> inv_freq(static_cast<size_t>(half));
   for (int64_t j = 0; j < half; ++j) {
     inv_freq[j] = std::pow(static_cast<double>(base),
@@ -31,21 +31,22 @@ void rotary(float* qkv, int64_t b, int64_t t, int64_t heads, int64_t head_dim, f
   const int64_t table_rows_per_task = std::max<int64_t>(1, 4096 / half);
   parallel_chunks(t, table_rows_per_task, [&](int64_t begin, int64_t end, int64_t) {
     for (int64_t pos = begin; pos < end; ++pos) {
-      float* row = table.data() + pos * half * 2;
       for (int64_t j = 0; j < half; ++j) {
         const double angle = static_cast<double>(pos) * inv_freq[j];
-        row[2 * j] = static_cast<float>(std::cos(angle));
-        row[2 * j + 1] = static_cast<float>(std::sin(angle));
+        cos_tab[pos * half + j] = static_cast<float>(std::cos(angle));
+        sin_tab[pos * half + j] = static_cast<float>(std::sin(angle));
       }
     }
   });
 
   const int64_t rows_per_task = std::max<int64_t>(1, (int64_t{1} << 15) / (2 * c));
-  const float* tab = table.data();
+  const float* cos_all = cos_tab.data();
+  const float* sin_all = sin_tab.data();
   parallel_chunks(rows, rows_per_task, [&](int64_t begin, int64_t end, int64_t) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t pos = r % t;
-      const float* cs = tab + pos * half * 2;
+      const float* co = cos_all + pos * half;
+      const float* si = sin_all + pos * half;
       float* row = qkv + r * 3 * c;
       // q heads then k heads: 2*H contiguous head vectors at the start of the row.
       for (int64_t v = 0; v < 2 * heads; ++v) {
@@ -53,17 +54,15 @@ void rotary(float* qkv, int64_t b, int64_t t, int64_t heads, int64_t head_dim, f
         float* x2 = x1 + half;
         if (!inverse) {
           for (int64_t j = 0; j < half; ++j) {
-            const float co = cs[2 * j], si = cs[2 * j + 1];
             const float a = x1[j], bb = x2[j];
-            x1[j] = a * co + bb * si;
-            x2[j] = bb * co - a * si;
+            x1[j] = a * co[j] + bb * si[j];
+            x2[j] = bb * co[j] - a * si[j];
           }
         } else {
           for (int64_t j = 0; j < half; ++j) {
-            const float co = cs[2 * j], si = cs[2 * j + 1];
             const float a = x1[j], bb = x2[j];
-            x1[j] = a * co - bb * si;
-            x2[j] = bb * co + a * si;
+            x1[j] = a * co[j] - bb * si[j];
+            x2[j] = bb * co[j] + a * si[j];
           }
         }
       }

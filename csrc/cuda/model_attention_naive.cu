@@ -192,8 +192,18 @@ nm_status attention_row_dot(nm_backend* be, const char* op, float* delta, const 
   return NM_OK;
 }
 
+// The row kernels run one block per (head, query) row of a batch entry.
+static nm_status check_rows(const char* op, const AttentionDims& g) {
+  if (g.heads * g.t > INT_MAX) {
+    return fail_invalid(op, "heads*t (%lld) must be <= %d for the naive algorithm",
+                        (long long)(g.heads * g.t), INT_MAX);
+  }
+  return NM_OK;
+}
+
 nm_status attention_forward_naive(nm_backend* be, const char* op, float* out, float* lse,
                                   const float* qkv, const AttentionDims& g) {
+  NM_TRY(check_rows(op, g));
   const int64_t t = g.t, h = g.heads, d = g.head_dim, c = h * d;
   const int64_t tt = t * t;
   Scratch scratch(be, op);
@@ -216,6 +226,7 @@ nm_status attention_forward_naive(nm_backend* be, const char* op, float* out, fl
 nm_status attention_backward_naive(nm_backend* be, const char* op, float* dqkv,
                                    const float* dout, const float* qkv, const float* out,
                                    const float* lse, const AttentionDims& g) {
+  NM_TRY(check_rows(op, g));
   const int64_t t = g.t, h = g.heads, d = g.head_dim, c = h * d;
   const int64_t tt = t * t;
   const size_t score_bytes = align256((size_t)(h * tt) * sizeof(float));

@@ -17,9 +17,9 @@ const { writeSection } = require('../../bench/report');
 const PLACEHOLDER = [
   '## GPU kit: newton-muon CUDA vs PyTorch',
   '',
-  'No GPU run is recorded yet: the CUDA path is compiled (CI builds `newton_muon_cuda.so` for sm_90) but not verified on a GPU. ',
-  'This section is written by the GPU verification kit (`scripts/gpu/`, docs/GPU.md) from an H100/H200 run: ',
-  'NS5, Gram accumulation, batched Cholesky inverse, whole Muon / Newton-Muon steps for the 124M set and GPT-2 GEMMs, ',
+  'No GPU run is recorded yet: the CUDA path is compiled (CI builds `newton_muon_cuda.so` for sm_90) but not verified on a GPU.',
+  'This section is written by the GPU verification kit (`scripts/gpu/`, docs/GPU.md) from an H100/H200 run:',
+  'NS5, Gram accumulation, batched Cholesky inverse, whole Muon / Newton-Muon steps for the 124M set and GPT-2 GEMMs,',
   'each as newton-muon ms, PyTorch ms and the ratio.',
 ].join('\n');
 

@@ -408,7 +408,6 @@ async function main() {
       entry = { op: c.op, case: c.name, status: 'error', tol: c.tol, detail: String(error && error.stack ? error.stack.split('\n').slice(0, 3).join(' | ') : error) };
     }
     entry.ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (process.env.NM_SMOKE_DEBUG) { await nm.synchronize(); console.log(JSON.stringify(nm.memoryStats())); }
     results.push(entry);
     const err = entry.worst === undefined || c.tol === null ? (c.tol === null ? 'bit-exact' : '') : `rel err ${entry.worst.toExponential(2)} (tol ${c.tol})`;
     console.log(`${entry.status === 'ok' ? 'ok   ' : 'FAIL '} ${label}: ${entry.status === 'ok' ? err : entry.detail}`);

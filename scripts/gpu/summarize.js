@@ -77,7 +77,7 @@ if (jest) {
 for (const tool of ['memcheck', 'racecheck', 'memcheck-jest']) {
   const text = read(path.join(logs, `${tool}.log`));
   if (!text) continue;
-  const errors = text.split('\n').filter((l) => /^========= (Invalid|Error|Race|Program hit|Warning|.*hazard)/i.test(l)).slice(0, 8);
+  const errors = text.split('\n').filter((l) => /^========= (Invalid |Error:|Warning:|Program hit|Race reported|.*[Hh]azard)/.test(l) && !/SUMMARY/.test(l)).slice(0, 8);
   for (const e of errors) failures.push(`- ${tool}: ${cell(e.replace(/^=+\s*/, ''))}`);
 }
 md.push('', '## Failures and findings', '', ...(failures.length ? failures.slice(0, 80) : ['None recorded.']));
@@ -87,9 +87,9 @@ const section = read(path.join(out, 'gpu-section.md'));
 md.push('', '## newton-muon vs PyTorch', '', section ? section.replace(/^## .*\n/, '').trim() : 'Not measured (see the compare step).');
 
 md.push('', '## Not covered yet', '',
-  '- GPT-2 124M forward+backward tokens/s at 64x1024 against torch.compile (needs issue 4, the model; slot `gpt2-fwd-bwd`).',
+  '- GPT-2 124M forward+backward tokens/s at 64x1024 against torch.compile (slot `gpt2-fwd-bwd`: the model exists, the benchmark does not yet).',
   '- A few dozen 124M training steps: step time, tokens/s, peak memory, Newton-Muon overhead per step (needs issue 5, the trainer; slot `train-124m`).',
-  '- Loss curves of the CUDA trainer against the PyTorch reference on the bundled corpus, both optimizers (needs issues 4 and 5; slot `loss-curve`).',
+  '- Loss curves of the CUDA trainer against a PyTorch reference on the bundled corpus, both optimizers (needs issue 5 and a reference training script; slot `loss-curve`).',
   '', 'Raw logs: logs.tar.xz (every step\'s log, env.txt, steps.tsv, smoke/jest JSON, torch.json, manifest.json).');
 fs.writeFileSync(path.join(out, 'summary.md'), `${md.join('\n')}\n`);
 

@@ -20,6 +20,7 @@ Writes JSON: {torch, cuda, device, results: {id: {what, variant, event_ms, wall_
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -317,8 +318,15 @@ def main():
         print(f"  ({case['id']}: {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    with open(args.out, "w") as f:
+        save(result, args.out)  # after every case: a run cut off by its time limit keeps what it measured
+    result["complete"] = True
+    save(result, args.out)
+
+
+def save(result, path):
+    with open(path + ".partial", "w") as f:
         json.dump(result, f, indent=1)
+    os.replace(path + ".partial", path)
 
 
 if __name__ == "__main__":
