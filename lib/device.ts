@@ -80,6 +80,13 @@ export interface MemoryStats {
   bytes: number;
   /** Number of live allocations (views share their base's allocation). */
   buffers: number;
+  /** Most bytes live at once since the process started or resetPeakMemory() was called. */
+  peakBytes: number;
+}
+
+/** Starts a new peak-memory measurement: each device's peakBytes becomes its current bytes. */
+export function resetPeakMemory(): void {
+  native.resetPeakMemory();
 }
 
 /** Live bytes and allocations per device, so callers (and tests) can prove nothing leaks. */

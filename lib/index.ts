@@ -2,7 +2,7 @@
 export type { Dtype } from './dtype';
 export { DTYPES } from './dtype';
 export type { DeviceInfo, DeviceName, DeviceSpec, MemoryStats } from './device';
-export { devices, memoryStats, synchronize } from './device';
+export { devices, memoryStats, resetPeakMemory, synchronize } from './device';
 export type { RandomOptions, TensorData, TensorOptions } from './tensor';
 export { empty, full, rand, randn, tensor, Tensor, zeros } from './tensor';
 export { scope } from './scope';

@@ -35,7 +35,8 @@ export interface NativeAddon {
   abiVersion: number;
   cpuInfo(): NativeDeviceInfo;
   loadCuda(candidatePaths: string[]): NativeDeviceInfo;
-  memoryStats(): Record<string, { bytes: number; buffers: number }>;
+  memoryStats(): Record<string, { bytes: number; buffers: number; peakBytes: number }>;
+  resetPeakMemory(): void;
   alloc(device: string, bytes: number): BufferHandle;
   free(buffer: BufferHandle): void;
   upload(dst: BufferHandle, byteOffset: number, data: ArrayBufferView): void;

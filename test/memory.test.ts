@@ -2,7 +2,7 @@
 // move to the enclosing scope, nested scopes, a throwing fn), and views (storage counted once,
 // freed when the last view goes). Each test starts after settleGarbage() so finalizers of
 // tensors leaked elsewhere cannot change the numbers mid-test.
-import { add, empty, full, memoryStats, randn, scale, scope, Tensor, tensor, zeros } from '../lib/index';
+import { add, empty, full, memoryStats, randn, resetPeakMemory, scale, scope, synchronize, Tensor, tensor, zeros } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
 import { liveOn, settleGarbage } from './helpers/memory';
 
@@ -228,4 +228,21 @@ test('tensors dropped without dispose() are reclaimed by the garbage collector',
   expect(delta()).toEqual({ bytes: 4000, buffers: 10 });
   await settleGarbage();
   expect(delta()).toEqual({ bytes: 0, buffers: 0 });
+});
+
+test('peakBytes records the high-water mark until resetPeakMemory()', async () => {
+  resetPeakMemory();
+  const start = memoryStats()[device]!;
+  expect(start.peakBytes).toBe(start.bytes);
+  const n = 1000 + (freshSeed() % 1000);
+  const a = zeros([n], { device });
+  const b = zeros([2 * n], { device });
+  a.dispose();
+  b.dispose();
+  await synchronize(device);
+  const after = memoryStats()[device]!;
+  expect(after.bytes).toBe(start.bytes);
+  expect(after.peakBytes).toBe(start.bytes + 12 * n);
+  resetPeakMemory();
+  expect(memoryStats()[device]!.peakBytes).toBe(start.bytes);
 });

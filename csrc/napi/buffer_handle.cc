@@ -22,7 +22,10 @@ Napi::Value make_buffer(Napi::Env env, DeviceSlot& device, int64_t bytes) {
     throw Napi::Error::New(env, std::string(device.name) + " " + device.ops->last_error());
   }
   auto* buffer = new BufferHandle{&device, ptr, bytes, false};
-  device.live_bytes += bytes;
+  const int64_t now = device.live_bytes += bytes;
+  int64_t peak = device.peak_bytes.load();
+  while (now > peak && !device.peak_bytes.compare_exchange_weak(peak, now)) {
+  }
   device.live_buffers += 1;
   auto external = Napi::External<BufferHandle>::New(env, buffer, finalize_buffer);
   external.TypeTag(&kBufferTag);

@@ -40,6 +40,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   auto add = [&](const DeviceSlot& slot) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("bytes", static_cast<double>(slot.live_bytes.load()));
+    o.Set("peakBytes", static_cast<double>(slot.peak_bytes.load()));
     o.Set("buffers", static_cast<double>(slot.live_buffers.load()));
     out.Set(slot.name, o);
   };
@@ -48,12 +49,21 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// resetPeakMemory(): every device's peak becomes its current live bytes.
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+  DeviceSlot& cpu = cpu_device();
+  cpu.peak_bytes = cpu.live_bytes.load();
+  if (DeviceSlot* cuda = cuda_device_if_loaded(); cuda != nullptr) cuda->peak_bytes = cuda->live_bytes.load();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_device_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("loadCuda", Napi::Function::New(env, LoadCuda, "loadCuda"));
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo, "cpuInfo"));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
+  exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("abiVersion", Napi::Number::New(env, NM_BACKEND_ABI_VERSION));
 }
 

@@ -20,6 +20,7 @@ struct DeviceSlot {
   std::string unavailable_reason;   // why backend is null
   std::string description_json;     // from ops->describe
   std::atomic<int64_t> live_bytes{0};
+  std::atomic<int64_t> peak_bytes{0};  // high-water mark of live_bytes since the last reset
   std::atomic<int64_t> live_buffers{0};
 };
 
