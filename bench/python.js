@@ -1,5 +1,6 @@
-// Finds (or makes) a Python with numpy for the yardstick measurements: the system python3 if it
-// has numpy, else a venv in .bench/venv with numpy and threadpoolctl from PyPI.
+// Finds (or makes) a Python for the yardstick measurements: for numpy, the system python3 if it
+// has numpy, else a venv in .bench/venv (numpy + threadpoolctl from PyPI); for PyTorch, a venv in
+// .bench/torch-venv (torch from PyPI: a large download, made once, only when a bench asks).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -7,30 +8,37 @@ const { spawnSync } = require('child_process');
 
 const root = path.join(__dirname, '..');
 
-function hasNumpy(python) {
-  return spawnSync(python, ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
+function imports(python, module) {
+  return spawnSync(python, ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0;
 }
 
-function pythonWithNumpy() {
-  if (hasNumpy('python3')) return 'python3';
-  const venv = path.join(root, '.bench', 'venv');
+function venvWith(dir, module, packages) {
+  const venv = path.join(root, '.bench', dir);
   const python = path.join(venv, 'bin', 'python');
   if (!fs.existsSync(python)) {
     const made = spawnSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
     if (made.status !== 0) return null;
   }
-  if (!hasNumpy(python)) {
-    const pip = spawnSync(python, ['-m', 'pip', 'install', '--quiet', 'numpy', 'threadpoolctl'], { stdio: 'inherit' });
+  if (!imports(python, module)) {
+    const pip = spawnSync(python, ['-m', 'pip', 'install', '--quiet', ...packages], { stdio: 'inherit' });
     if (pip.status !== 0) return null;
   }
   return python;
 }
 
-/** Runs script with JSON on stdin; returns parsed JSON stdout, or null (with the reason logged). */
-function runPythonJson(script, input, args = []) {
-  const python = pythonWithNumpy();
+function pythonFor(torch) {
+  if (torch) return venvWith('torch-venv', 'torch', ['torch', 'numpy']);
+  return imports('python3', 'numpy') ? 'python3' : venvWith('venv', 'numpy', ['numpy', 'threadpoolctl']);
+}
+
+/**
+ * Runs script with JSON on stdin; returns parsed JSON stdout, or null (with the reason logged).
+ * opts.torch: the script needs PyTorch.
+ */
+function runPythonJson(script, input, args = [], opts = {}) {
+  const python = pythonFor(Boolean(opts.torch));
   if (!python) {
-    console.warn('bench: no Python with numpy could be set up; skipping the numpy comparison');
+    console.warn(`bench: no Python with ${opts.torch ? 'torch' : 'numpy'} could be set up; skipping ${path.basename(script)}`);
     return null;
   }
   // OpenBLAS core-type overrides slow a current numpy down: measure it as shipped.

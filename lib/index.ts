@@ -11,3 +11,4 @@ export { add, axpy, cast, copy, copyRows, fill, gemm, matmul, mul, scale, sub, s
 export * from './optim';
 export * from './gpt2';
 export * from './data';
+export * from './train';

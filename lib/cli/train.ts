@@ -1,128 +1,454 @@
 #!/usr/bin/env node
-// newton-muon-train: the package's command line. Today it runs the one job the package can run
-// end to end: a device check (which devices exist and why CUDA is not available, a matmul on the
-// chosen device checked against float64 math, and proof that every tensor was freed). The GPT-2
-// training options arrive with the trainer; the usage text lists only what works now.
-import { devices, memoryStats, resolveDevice, synchronize } from '../device';
-import type { DeviceName } from '../device';
-import { gemm, matmul, sumOfSquares } from '../ops';
-import { randn } from '../tensor';
+// newton-muon-train: trains the GPT-2 of lib/gpt2 with Newton-Muon, Muon or AdamW. With no
+// options it runs the default job (preset `tiny`: a small byte-level model on the bundled
+// Moby-Dick corpus, a few minutes on 2 CPU cores); `--preset speedrun-124m` is the GPT-2 124M
+// speedrun record #4 configuration on FineWeb shards. main(argv, io) resolves to the exit status
+// and writes only through io, so tests drive it without spawning a process.
+import * as path from 'path';
 
-const USAGE = `Usage: newton-muon-train [--device cpu|cuda|auto]
+import { DataError } from '../data/errors';
+import { devices } from '../device';
+import { CheckpointError, findCheckpoint, readCheckpointState } from '../train/checkpoint';
+import { ConfigError, OPTIMIZER_NAMES, presetConfig, PRESET_NAMES, validateConfig } from '../train/config';
+import type { OptimizerName, PresetName, TrainConfig } from '../train/config';
+import { writeCompareReport } from '../train/report';
+import type { CompareRun } from '../train/report';
+import { detectVocabSize, Trainer } from '../train/trainer';
+import type { TrainEvent, TrainResult } from '../train/trainer';
 
-Runs the device check job: lists the devices (with the reason when CUDA is unavailable),
-multiplies random 512x768 and 768x384 matrices on the chosen device, checks the product
-against float64 math, measures GEMM throughput, and checks that every tensor was freed.
-Exits with status 1 when a check fails or the device cannot be used.
+const USAGE = `Usage: newton-muon-train [options]
+
+Trains a GPT-2 (no biases, rotary, RMSNorm, tied embedding) with Newton-Muon (default), Muon or
+AdamW, writing <out>/config.json, <out>/metrics.jsonl (one JSON object per step: step,
+train_loss, val_loss when evaluated, lr, tokens_per_s, elapsed_s) and checkpoints.
+With no options: the default job, preset 'tiny' (a 4-layer, 128-wide byte-level model on the
+bundled Moby-Dick corpus, ~2-3 minutes on 2 CPU cores) on the best available device.
 
 Options:
-  --device cpu|cuda|auto   where to run (default: auto, which is cuda when available, else cpu)
-  -h, --help               show this text
-  -v, --version            show the package version
+  --preset tiny|speedrun-124m   configuration to start from (default tiny). speedrun-124m: GPT-2
+                                124M, 524,288 tokens/step as micro-batches of 64 x 1024, 6200 steps,
+                                warmdown over the last 1800, val every 125 steps on 10,485,760
+                                tokens; needs --data and --val-data (FineWeb shards)
+  --optimizer newton-muon|muon|adamw
+                                matrices of the blocks: Newton-Muon or Muon at 0.1 x lr, with AdamW
+                                (betas 0.9, 0.95) on the tied embedding at lr; adamw: AdamW on all
+  --data <glob>                 train token shards (.bin, see newton-muon-data); quote the glob
+  --val-data <glob>             validation token shards
+  --steps <n>                   optimizer steps (the warmdown is scaled with them unless --warmdown)
+  --batch-size <tokens>         TOKENS per optimizer step, a multiple of micro-batch x seq-len;
+                                the rest is gradient accumulation (e.g. 524288;
+                                k, M = 1e3, 1e6)
+  --micro-batch <sequences>     SEQUENCES per forward/backward pass
+  --seq-len <tokens>            tokens per sequence
+  --lr <x>                      base learning rate (defaults: speedrun 0.0036 Muon, 0.0040 Newton-Muon)
+  --warmup <steps>              linear warmup steps (default 0)
+  --warmdown <steps>            steps of the final linear decay to 0
+  --device cpu|cuda|auto        where to train (default auto: cuda when available)
+  --seed <n>                    initialisation seed (default 0); nothing else is random
+  --val-every <steps>           evaluate every n steps (and at step 0 and at the end)
+  --val-tokens <n>              evaluate on the first n val tokens
+  --vocab-size <n>              model vocabulary (default: 257 for byte-level data, else 50257)
+  --target-loss <x>             report the first step (and time) the val loss reaches x
+  --out <dir>                   run folder (default runs/<preset>-<time>); must not hold a run
+  --save-every <steps>          also checkpoint every n steps (always at the end); the newest is kept
+  --resume <dir>                continue from a checkpoint (or a run folder's latest one); the
+                                options default to the checkpoint's; steps and val/save settings
+                                may change, the rest must match
+  --compare                     train Muon and Newton-Muon on identical data and seeds into
+                                <out>/muon and <out>/newton-muon and write <out>/report.html
+  -h, --help                    show this text
+  -v, --version                 show the package version
+
+Examples:
+  newton-muon-train                                   # the default job
+  newton-muon-train --compare                         # Muon vs Newton-Muon, report.html
+  newton-muon-train --optimizer muon --steps 200 --out runs/muon
+  newton-muon-train --resume runs/muon --steps 300    # continue (and extend) a run
+  newton-muon-data --input 'texts/*.txt' --out data/mine
+  newton-muon-train --data 'data/mine/data_train_*.bin' --val-data 'data/mine/data_val_*.bin'
+  newton-muon-train --preset speedrun-124m --device cuda \\
+    --data 'fineweb10B/fineweb_train_*.bin' --val-data 'fineweb10B/fineweb_val_*.bin'
 `;
 
+/** What main() writes to; process.stdout / process.stderr by default. */
+export interface TrainCliIO {
+  stdout: { write(text: string): unknown; isTTY?: boolean };
+  stderr: { write(text: string): unknown; isTTY?: boolean };
+  /** Milliseconds clock (the progress bar's throttle). */
+  now?: () => number;
+  /** Folder of the bundled corpus (default $NM_CACHE_DIR or ~/.cache/newton-muon). */
+  cacheDir?: string;
+  /** Stop gracefully (checkpoint, then exit) on SIGINT. The bin sets it. */
+  handleSignals?: boolean;
+}
+
+/** Options given on the command line (only those given). */
 export interface TrainArgs {
   help: boolean;
   version: boolean;
-  device: 'cpu' | 'cuda' | 'auto';
+  compare: boolean;
+  preset?: PresetName;
+  optimizer?: OptimizerName;
+  data?: string;
+  valData?: string;
+  steps?: number;
+  batchSize?: number;
+  microBatch?: number;
+  seqLen?: number;
+  lr?: number;
+  warmup?: number;
+  warmdown?: number;
+  device?: 'cpu' | 'cuda' | 'auto';
+  seed?: number;
+  valEvery?: number;
+  valTokens?: number;
+  vocabSize?: number;
+  targetLoss?: number;
+  out?: string;
+  saveEvery?: number;
+  resume?: string;
 }
 
-/** Thrown for a bad command line: the message is printed with the usage hint, status 2. */
+/** A bad command line: printed with a hint to --help, exit status 2. */
 export class UsageError extends Error {}
 
+const SUFFIX: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
+
+/** A whole number: 524288, 5e5, 512k (k = 1000). */
+function parseInteger(option: string, text: string, min: number): number {
+  const m = /^(\d+(?:\.\d+)?(?:[eE]\d+)?)([kKmMgG]?)$/.exec(text.trim());
+  const value = m === null ? NaN : Number(m[1]) * SUFFIX[m[2]];
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new UsageError(`${option} must be a whole number >= ${min} (got '${text}')`);
+  }
+  return value;
+}
+
+function parsePositive(option: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) throw new UsageError(`${option} must be a number > 0 (got '${text}')`);
+  return value;
+}
+
 export function parseArgs(argv: readonly string[]): TrainArgs {
-  const args: TrainArgs = { help: false, version: false, device: 'auto' };
+  const args: TrainArgs = { help: false, version: false, compare: false };
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '-h' || arg === '--help') {
-      args.help = true;
-    } else if (arg === '-v' || arg === '--version') {
-      args.version = true;
-    } else if (arg === '--device' || arg.startsWith('--device=')) {
-      const value = arg === '--device' ? argv[++i] : arg.slice('--device='.length);
-      if (value !== 'cpu' && value !== 'cuda' && value !== 'auto') {
-        throw new UsageError(`--device must be cpu, cuda or auto (got ${value === undefined ? 'nothing' : `'${value}'`})`);
+    const raw = argv[i];
+    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
+    const flag = eq > 0 ? raw.slice(0, eq) : raw;
+    const value = (): string => {
+      const v = eq > 0 ? raw.slice(eq + 1) : argv[++i];
+      if (v === undefined || (eq < 0 && v.startsWith('-') && v.length > 1 && !/^-\d/.test(v))) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '-h': case '--help': args.help = true; break;
+      case '-v': case '--version': args.version = true; break;
+      case '--compare': args.compare = true; break;
+      case '--preset': {
+        const v = value();
+        if (!PRESET_NAMES.includes(v as PresetName)) throw new UsageError(`--preset must be ${PRESET_NAMES.join(' or ')} (got '${v}')`);
+        args.preset = v as PresetName;
+        break;
       }
-      args.device = value;
-    } else {
-      throw new UsageError(`unknown argument '${arg}'`);
+      case '--optimizer': {
+        const v = value();
+        if (!OPTIMIZER_NAMES.includes(v as OptimizerName)) throw new UsageError(`--optimizer must be ${OPTIMIZER_NAMES.join(', ')} (got '${v}')`);
+        args.optimizer = v as OptimizerName;
+        break;
+      }
+      case '--device': {
+        const v = value();
+        if (v !== 'cpu' && v !== 'cuda' && v !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto (got '${v}')`);
+        args.device = v;
+        break;
+      }
+      case '--data': args.data = value(); break;
+      case '--val-data': args.valData = value(); break;
+      case '--out': case '-o': args.out = value(); break;
+      case '--resume': args.resume = value(); break;
+      case '--steps': args.steps = parseInteger('--steps', value(), 1); break;
+      case '--batch-size': args.batchSize = parseInteger('--batch-size', value(), 1); break;
+      case '--micro-batch': args.microBatch = parseInteger('--micro-batch', value(), 1); break;
+      case '--seq-len': args.seqLen = parseInteger('--seq-len', value(), 1); break;
+      case '--warmup': args.warmup = parseInteger('--warmup', value(), 0); break;
+      case '--warmdown': args.warmdown = parseInteger('--warmdown', value(), 0); break;
+      case '--seed': args.seed = parseInteger('--seed', value(), 0); break;
+      case '--val-every': args.valEvery = parseInteger('--val-every', value(), 1); break;
+      case '--val-tokens': args.valTokens = parseInteger('--val-tokens', value(), 1); break;
+      case '--vocab-size': args.vocabSize = parseInteger('--vocab-size', value(), 2); break;
+      case '--save-every': args.saveEvery = parseInteger('--save-every', value(), 0); break;
+      case '--lr': args.lr = parsePositive('--lr', value()); break;
+      case '--target-loss': args.targetLoss = parsePositive('--target-loss', value()); break;
+      default:
+        throw new UsageError(raw.startsWith('-') ? `unknown option '${raw}'` : `unexpected argument '${raw}'`);
     }
   }
+  if (args.help || args.version) return args;
+  if ((args.data === undefined) !== (args.valData === undefined)) throw new UsageError('give both --data and --val-data (train and validation shards)');
+  if (args.compare && args.resume !== undefined) throw new UsageError('--compare cannot be combined with --resume');
+  if (args.compare && args.optimizer !== undefined) throw new UsageError('--compare runs both Muon and Newton-Muon; leave out --optimizer');
   return args;
 }
 
-/** The device check job; resolves to false when a check failed. */
-export async function deviceCheck(spec: TrainArgs['device'], log: (line: string) => void): Promise<boolean> {
-  for (const d of devices()) {
-    log(`device ${d.name}: ${d.available ? 'available' : `unavailable (${d.reason})`}`);
+/** A fresh configuration: the preset, then the options given. */
+export function buildConfig(args: TrainArgs, optimizer?: OptimizerName): TrainConfig {
+  const preset = args.preset ?? 'tiny';
+  const base = presetConfig(preset, optimizer ?? args.optimizer ?? 'newton-muon');
+  const c: TrainConfig = { ...base, model: { ...base.model } };
+  if (args.data !== undefined && args.valData !== undefined) {
+    c.data = { kind: 'shards', train: args.data, val: args.valData };
+    if (args.vocabSize === undefined && preset === 'tiny') c.model.vocabSize = detectVocabSize(args.valData);
   }
-  const device: DeviceName = resolveDevice(spec, '--device');
-
-  const [m, k, n] = [512, 768, 384];
-  const a = randn([m, k], { seed: 1, device });
-  const b = randn([k, n], { seed: 2, device });
-  const c = matmul(a, b);
-  const [ha, hb, hc] = await Promise.all([a.read(), b.read(), c.read()]);
-  let maxRel = 0;
-  for (let i = 0; i < m; i += 37) {
-    for (let j = 0; j < n; j++) {
-      let ref = 0;
-      let mag = 0;
-      for (let p = 0; p < k; p++) {
-        ref += ha[i * k + p] * hb[p * n + j];
-        mag += Math.abs(ha[i * k + p] * hb[p * n + j]);
-      }
-      maxRel = Math.max(maxRel, Math.abs(hc[i * n + j] - ref) / mag);
-    }
+  if (args.vocabSize !== undefined) c.model.vocabSize = args.vocabSize;
+  if (args.steps !== undefined) {
+    c.steps = args.steps;
+    if (args.warmdown === undefined) c.warmdownSteps = Math.round((base.warmdownSteps * args.steps) / base.steps);
   }
-  const tolerance = 1e-4;
-  log(`matmul [${m}x${k}] @ [${k}x${n}] on ${device}: max relative error vs float64 ${maxRel.toExponential(2)} ` +
-    `(${maxRel <= tolerance ? 'ok' : `FAILED, limit ${tolerance}`})`);
-
-  const reps = 10;
-  const start = process.hrtime.bigint();
-  for (let r = 0; r < reps; r++) gemm(c, a, b);
-  await synchronize(device);
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  log(`gemm throughput on ${device}: ${((2 * m * n * k * reps) / seconds / 1e9).toFixed(1)} GFLOP/s`);
-
-  const total = sumOfSquares(c);
-  log(`||C||_F^2 = ${(await total.read())[0].toExponential(4)}`);
-  for (const t of [a, b, c, total]) t.dispose();
-  await synchronize();
-  const live = memoryStats()[device];
-  const freed = live !== undefined && live.bytes === 0 && live.buffers === 0;
-  log(`live ${device} memory after dispose: ${live?.bytes ?? '?'} bytes in ${live?.buffers ?? '?'} buffers ` +
-    `(${freed ? 'ok' : 'FAILED, expected none'})`);
-  return maxRel <= tolerance && freed;
+  if (args.warmdown !== undefined) c.warmdownSteps = args.warmdown;
+  if (args.warmup !== undefined) c.warmupSteps = args.warmup;
+  else c.warmupSteps = Math.min(c.warmupSteps, Math.max(0, c.steps - c.warmdownSteps));
+  if (args.seqLen !== undefined) {
+    c.seqLen = args.seqLen;
+    c.model.maxSeqLen = Math.max(c.model.maxSeqLen, args.seqLen);
+  }
+  if (args.microBatch !== undefined) c.microBatch = args.microBatch;
+  if (args.batchSize !== undefined) c.batchTokens = args.batchSize;
+  else if (args.microBatch !== undefined || args.seqLen !== undefined) {
+    // Keep the preset's number of micro-batches per step.
+    c.batchTokens = (base.batchTokens / (base.microBatch * base.seqLen)) * c.microBatch * c.seqLen;
+  }
+  if (args.lr !== undefined) c.lr = args.lr;
+  if (args.device !== undefined) c.device = args.device;
+  if (args.seed !== undefined) c.seed = args.seed;
+  if (args.valEvery !== undefined) c.valEvery = args.valEvery;
+  if (args.valTokens !== undefined) c.valTokens = args.valTokens;
+  if (args.saveEvery !== undefined) c.saveEvery = args.saveEvery;
+  if (args.targetLoss !== undefined) c.targetLoss = args.targetLoss;
+  return validateConfig(c);
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * The configuration to resume with: the checkpoint's, with steps, val/save settings, device,
+ * target and data paths taken from the options; any other option must agree with it.
+ */
+export function resumeConfig(saved: TrainConfig, args: TrainArgs, where: string): TrainConfig {
+  const c: TrainConfig = { ...saved, model: { ...saved.model } };
+  const mismatch = (what: string, mine: unknown, theirs: unknown): never => {
+    throw new CheckpointError(`checkpoint '${where}' is from another configuration: ${what} is ${JSON.stringify(theirs)} there, ${JSON.stringify(mine)} here`);
+  };
+  const same = (what: string, mine: unknown, theirs: unknown): void => {
+    if (mine !== undefined && mine !== theirs) mismatch(what, mine, theirs);
+  };
+  same('preset', args.preset, saved.preset);
+  same('optimizer', args.optimizer, saved.optimizer);
+  same('batch size (tokens)', args.batchSize, saved.batchTokens);
+  same('micro-batch', args.microBatch, saved.microBatch);
+  same('seq-len', args.seqLen, saved.seqLen);
+  same('lr', args.lr, saved.lr);
+  same('seed', args.seed, saved.seed);
+  same('vocab size', args.vocabSize, saved.model.vocabSize);
+  same('warmup', args.warmup, saved.warmupSteps);
+  if (args.data !== undefined && args.valData !== undefined) {
+    if (saved.data.kind !== 'shards') mismatch('data', args.data, 'the bundled corpus');
+    c.data = { kind: 'shards', train: args.data, val: args.valData };
+  }
+  if (args.steps !== undefined) {
+    c.steps = args.steps;
+    if (args.warmdown === undefined) c.warmdownSteps = Math.min(saved.warmdownSteps, args.steps);
+  }
+  if (args.warmdown !== undefined) c.warmdownSteps = args.warmdown;
+  if (args.device !== undefined) c.device = args.device;
+  if (args.valEvery !== undefined) c.valEvery = args.valEvery;
+  if (args.valTokens !== undefined) c.valTokens = args.valTokens;
+  if (args.saveEvery !== undefined) c.saveEvery = args.saveEvery;
+  if (args.targetLoss !== undefined) c.targetLoss = args.targetLoss;
+  return validateConfig(c);
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '').replace('T', '-');
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+const count = (n: number): string => n.toLocaleString('en-US');
+
+/** A live bar on stderr when it is a TTY (redrawn at most ~10 times a second); plain lines on stdout otherwise. */
+function progressReporter(io: TrainCliIO, label: string): { event(e: TrainEvent): void; end(ok: boolean): void } {
+  const tty = io.stderr.isTTY === true;
+  const now = io.now ?? Date.now;
+  let lastDraw = -Infinity;
+  let drawn = false;
+  let steps = 0;
+  let lastVal: number | null = null;
+  let every = 1;
+  const prefix = label === '' ? '' : `[${label}] `;
+  const erase = () => {
+    if (drawn) io.stderr.write('\r\x1b[K');
+    drawn = false;
+  };
+  return {
+    event(e) {
+      if (e.type === 'start') {
+        steps = e.config.steps;
+        every = Math.max(1, Math.round(steps / 20));
+        const c = e.config;
+        erase();
+        io.stdout.write(`${prefix}${c.optimizer} on ${e.device}: GPT-2 ${c.model.nLayer}x${c.model.nEmbd} (${count(e.parameters)} parameters, vocab ${c.model.vocabSize}), ` +
+          `${count(c.batchTokens)} tokens/step (${e.microBatches} x ${c.microBatch} x ${c.seqLen}), ${c.steps} steps, lr ${c.lr}` +
+          `${e.startStep > 0 ? `, resuming at step ${e.startStep}` : ''}; ${count(e.trainTokens)} train tokens, val on ${count(e.valTokens)}\n`);
+        if (c.device === 'auto' && e.device === 'cpu' && label === '') {
+          const reason = devices().find((d) => d.name === 'cuda')?.reason;
+          if (reason !== undefined) io.stdout.write(`(cuda is not available: ${reason.split('\n')[0]})\n`);
+        }
+        return;
+      }
+      if (e.type === 'checkpoint') return;
+      if (e.type === 'target') {
+        erase();
+        io.stdout.write(`${prefix}val loss ${e.valLoss.toFixed(4)} reached the target at step ${e.step} (${duration(e.elapsedS)} of training)\n`);
+        return;
+      }
+      const p = e.point;
+      if (p.val_loss !== undefined) lastVal = p.val_loss;
+      const loss = p.train_loss === null ? '' : ` loss ${p.train_loss.toFixed(4)}`;
+      const val = lastVal === null ? '' : ` val ${lastVal.toFixed(4)}`;
+      const eta = e.etaS === null ? '' : ` ETA ${duration(e.etaS)}`;
+      if (tty) {
+        const t = now();
+        if (t - lastDraw < 100 && p.step < steps && p.val_loss === undefined) return;
+        lastDraw = t;
+        const width = 24;
+        const filled = Math.round((p.step / steps) * width);
+        io.stderr.write(`\r${prefix}[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${p.step}/${steps}${loss}${val} ` +
+          `${count(p.tokens_per_s)} tok/s${eta}\x1b[K`);
+        drawn = true;
+      } else if (p.val_loss !== undefined || p.step % every === 0) {
+        io.stdout.write(`${prefix}step ${p.step}/${steps}${loss}${p.val_loss !== undefined ? ` val ${p.val_loss.toFixed(4)}` : ''} ` +
+          `lr ${p.lr.toPrecision(3)} ${count(p.tokens_per_s)} tok/s ${duration(p.elapsed_s)}${eta}\n`);
+      }
+    },
+    end(ok) {
+      if (drawn) io.stderr.write(ok ? '\n' : '\r\x1b[K');
+      drawn = false;
+    },
+  };
+}
+
+function summary(r: TrainResult, config: TrainConfig, label = ''): string {
+  const prefix = label === '' ? '' : `[${label}] `;
+  const val = r.initialValLoss !== null && r.finalValLoss !== null
+    ? `val loss ${r.initialValLoss.toFixed(4)} -> ${r.finalValLoss.toFixed(4)}`
+    : `val loss ${r.finalValLoss?.toFixed(4) ?? '?'}`;
+  const lines = [
+    `${prefix}${r.stopped ? 'stopped' : 'done'}: ${r.steps}${r.stopped ? `/${config.steps}` : ''} steps, ${val}, train loss ${r.finalTrainLoss?.toFixed(4) ?? '?'}, ` +
+      `${duration(r.elapsedS)} of training (${count(Math.round(r.tokens / Math.max(r.elapsedS, 1e-9)))} tokens/s)`,
+  ];
+  if (config.targetLoss !== null) {
+    lines.push(`${prefix}target val loss ${config.targetLoss}: ${r.target === null ? 'not reached' : `reached at step ${r.target.step} after ${duration(r.target.elapsedS)}`}`);
+  }
+  lines.push(`${prefix}wrote ${path.join(r.outDir, 'metrics.jsonl')}, config.json${r.checkpoint !== null ? `, checkpoint ${r.checkpoint}` : ''}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function trainOne(config: TrainConfig, outDir: string, io: TrainCliIO, label: string, resumeFrom?: string): Promise<TrainResult> {
+  const progress = progressReporter(io, label);
+  const warnings: string[] = [];
+  let trainer: Trainer | null = null;
+  try {
+    trainer = await Trainer.create({
+      config, outDir, resumeFrom, cacheDir: io.cacheDir, onEvent: (e) => progress.event(e), onWarning: (w) => warnings.push(w),
+    });
+    // Ctrl-C: finish the step, write a checkpoint, exit (a second Ctrl-C kills as usual).
+    const t = trainer;
+    const onSigint = () => {
+      process.removeListener('SIGINT', onSigint);
+      t.requestStop();
+    };
+    if (io.handleSignals) process.on('SIGINT', onSigint);
+    let result: TrainResult;
+    try {
+      result = await trainer.run();
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
+    progress.end(true);
+    if (result.stopped) io.stdout.write(`${label === '' ? '' : `[${label}] `}stopped at step ${result.steps}; continue with --resume ${result.checkpoint}\n`);
+    for (const w of warnings) io.stdout.write(`${label === '' ? '' : `[${label}] `}warning: ${w}\n`);
+    io.stdout.write(summary(result, config, label));
+    return result;
+  } catch (error) {
+    progress.end(false);
+    throw error;
+  } finally {
+    trainer?.dispose();
+  }
+}
+
+function version(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../../package.json') as { version: string }).version;
+}
+
+export async function main(argv: readonly string[], io: TrainCliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let args: TrainArgs;
   try {
     args = parseArgs(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`newton-muon-train: ${error.message} (see --help)\n`);
+    io.stderr.write(`newton-muon-train: ${error.message} (see --help)\n`);
     return 2;
   }
   if (args.help) {
-    process.stdout.write(USAGE);
+    io.stdout.write(USAGE);
     return 0;
   }
   if (args.version) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    process.stdout.write(`${(require('../../package.json') as { version: string }).version}\n`);
+    io.stdout.write(`${version()}\n`);
     return 0;
   }
   try {
-    return (await deviceCheck(args.device, (line) => process.stdout.write(`${line}\n`))) ? 0 : 1;
+    if (args.resume !== undefined) {
+      const dir = findCheckpoint(args.resume);
+      const state = readCheckpointState(dir);
+      const config = resumeConfig(state.config, args, dir);
+      // The run folder the checkpoint belongs to (<run>/checkpoints/step_N), unless --out says otherwise.
+      const parent = path.dirname(dir);
+      const out = args.out ?? (path.basename(parent) === 'checkpoints' ? path.dirname(parent) : path.join('runs', `${config.preset}-${timestamp()}`));
+      return (await trainOne(config, out, io, '', dir)).stopped ? 130 : 0;
+    }
+    const out = args.out ?? path.join('runs', `${args.preset ?? 'tiny'}-${timestamp()}`);
+    if (!args.compare) {
+      return (await trainOne(buildConfig(args), out, io, '')).stopped ? 130 : 0;
+    }
+    const configs = (['muon', 'newton-muon'] as const).map((opt) => buildConfig(args, opt));
+    const runs: CompareRun[] = [];
+    for (const config of configs) {
+      const result = await trainOne(config, path.join(out, config.optimizer), io, config.optimizer);
+      if (result.stopped) return 130;
+      runs.push({ config, result });
+    }
+    const report = writeCompareReport(path.join(out, 'report.html'), runs);
+    io.stdout.write(`wrote ${report}\n`);
+    return 0;
   } catch (error) {
-    process.stderr.write(`newton-muon-train: ${(error as Error).message}\n`);
-    return 1;
+    const known = error instanceof DataError || error instanceof ConfigError || error instanceof CheckpointError || error instanceof UsageError;
+    const message = (error as Error)?.message ?? String(error);
+    io.stderr.write(`newton-muon-train: ${known ? '' : 'error: '}${message.split('\n')[0]}\n`);
+    return error instanceof UsageError ? 2 : 1;
   }
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((status) => { process.exitCode = status; });
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, handleSignals: true }).then((status) => { process.exitCode = status; }, (error: Error) => {
+    process.stderr.write(`newton-muon-train: ${String(error?.message ?? error).split('\n')[0]}\n`);
+    process.exitCode = 1;
+  });
 }

@@ -1,0 +1,409 @@
+// The training loop: gradient accumulation over micro-batches, the lr schedule on both
+// optimizers, Newton-Muon's input statistics on collecting steps, fp32 evaluation without
+// gradients, metrics.jsonl / config.json, checkpoints and exact resumption.
+//
+// One step s (1-based, s = steps completed afterwards):
+//   zero grads; for each micro-batch: loader.next(), forwardBackward(gradScale 1/micro-batches,
+//   the observeInputs hook when the matrix optimizer collects statistics this step);
+//   check every gradient is finite (nothing is updated otherwise); set lr; step both optimizers;
+//   evaluate if s % valEvery == 0 or s == steps; log; checkpoint if s % saveEvery == 0 or s == steps.
+// Nothing in the loop is random, so model + optimizer state + loader position + step is the whole
+// state: a resumed run computes bit for bit what an uninterrupted one would (on the CPU).
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { prepareDefaultCorpus } from '../data/corpus';
+import { DataError, fsReason } from '../data/errors';
+import { DataLoader } from '../data/loader';
+import type { LoaderState } from '../data/loader';
+import { ShardReader } from '../data/shard';
+import { expandGlobs } from '../data/glob';
+import { resolveDevice } from '../device';
+import type { DeviceName } from '../device';
+import { GPT2 } from '../gpt2/model';
+import { WTE } from '../gpt2/config';
+import { AdamW } from '../optim/adamw';
+import { assertGradientsFinite } from '../optim/finite';
+import type { MatrixOptimizer, MatrixParam } from '../optim/matrix_optimizer';
+import { Muon } from '../optim/muon';
+import { NewtonMuon } from '../optim/newton_muon';
+import type { OptimizerState } from '../optim/state';
+import {
+  CheckpointError, CheckpointState, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METRICS_FILE, MODEL_FILE, pruneCheckpoints,
+  readCheckpointMetrics, readCheckpointState, readOptimizerStates, writeCheckpoint,
+} from './checkpoint';
+import { microBatches, TrainConfig, validateConfig } from './config';
+import { lrMultiplier } from './schedule';
+
+/** One line of metrics.jsonl. train_loss is null on the step-0 line (evaluation before training). */
+export interface MetricPoint {
+  step: number;
+  train_loss: number | null;
+  val_loss?: number;
+  lr: number;
+  tokens_per_s: number;
+  elapsed_s: number;
+}
+
+export type TrainEvent =
+  | { type: 'start'; config: TrainConfig; device: DeviceName; parameters: number; startStep: number; valTokens: number; trainTokens: number; microBatches: number }
+  | { type: 'step'; point: MetricPoint; etaS: number | null }
+  | { type: 'checkpoint'; step: number; dir: string }
+  | { type: 'target'; step: number; elapsedS: number; valLoss: number };
+
+export interface TrainerOptions {
+  config: TrainConfig;
+  /** Run folder: config.json, metrics.jsonl, checkpoints/. Created; must not hold another run. */
+  outDir: string;
+  /** A checkpoint folder to continue from (its config must be `config`, up to steps / val / save settings). */
+  resumeFrom?: string;
+  onEvent?: (event: TrainEvent) => void;
+  /** Newton-Muon warnings (default: console.warn). */
+  onWarning?: (message: string) => void;
+  /** Folder of the bundled corpus (default: $NM_CACHE_DIR or ~/.cache/newton-muon). */
+  cacheDir?: string;
+}
+
+export interface TrainResult {
+  outDir: string;
+  /** Steps completed (fewer than config.steps when stopped early). */
+  steps: number;
+  /** True when run() stopped before config.steps (requestStop / stopAtStep). */
+  stopped: boolean;
+  finalTrainLoss: number | null;
+  finalValLoss: number | null;
+  initialValLoss: number | null;
+  /** Training seconds (evaluation and checkpoints excluded). */
+  elapsedS: number;
+  tokens: number;
+  target: { step: number; elapsedS: number } | null;
+  checkpoint: string | null;
+  metrics: MetricPoint[];
+}
+
+/** Resolved shard globs for a config (preparing the bundled corpus on first use). */
+export function resolveData(config: TrainConfig, cacheDir?: string): { train: string; val: string } {
+  if (config.data.kind === 'shards') return { train: config.data.train, val: config.data.val };
+  const corpus = prepareDefaultCorpus({ tokenizer: config.data.tokenizer, cacheDir });
+  if (corpus.vocabSize > config.model.vocabSize) {
+    throw new DataError(`the bundled corpus (${corpus.tokenizer} tokenizer) needs vocab ${corpus.vocabSize}, the model has ${config.model.vocabSize}`);
+  }
+  return { train: corpus.trainGlob, val: corpus.valGlob };
+}
+
+/** 257 when the first 1M tokens of the first val shard are byte-level ids (<= 256), else 50257 (GPT-2). */
+export function detectVocabSize(valGlob: string): number {
+  const files = expandGlobs(valGlob);
+  const reader = new ShardReader(files[0]);
+  try {
+    const tokens = reader.read(0, Math.min(reader.tokens, 1 << 20));
+    let max = 0;
+    for (let i = 0; i < tokens.length; i++) if (tokens[i] > max) max = tokens[i];
+    return max <= 256 ? 257 : 50257;
+  } finally {
+    reader.close();
+  }
+}
+
+function writeFileAtomic(file: string, text: string): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  try {
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, file);
+  } catch (error) {
+    fs.rmSync(tmp, { force: true });
+    throw new DataError(`cannot write '${file}': ${fsReason(error)}`);
+  }
+}
+
+export class Trainer {
+  readonly config: TrainConfig;
+  readonly outDir: string;
+  readonly device: DeviceName;
+  readonly model: GPT2;
+  private readonly matrixOpt: MatrixOptimizer | null;
+  private readonly adam: AdamW;
+  private readonly train: DataLoader;
+  private readonly val: DataLoader;
+  private readonly valBatches: number;
+  private readonly onEvent: (event: TrainEvent) => void;
+  private step = 0;
+  private elapsedS = 0;
+  private tokens = 0;
+  private target: { step: number; elapsedS: number } | null = null;
+  private metricsText = '';
+  private readonly metrics: MetricPoint[] = [];
+  private disposed = false;
+  private stopRequested = false;
+
+  private constructor(config: TrainConfig, outDir: string, onEvent: (e: TrainEvent) => void, onWarning: ((m: string) => void) | undefined, cacheDir?: string) {
+    this.config = validateConfig(config);
+    this.outDir = outDir;
+    this.onEvent = onEvent;
+    this.device = resolveDevice(config.device, 'device');
+    const data = resolveData(config, cacheDir);
+    const c = config;
+    this.train = new DataLoader({ files: data.train, batchSize: c.microBatch, seqLen: c.seqLen });
+    try {
+      this.val = new DataLoader({ files: data.val, batchSize: c.microBatch, seqLen: c.seqLen });
+    } catch (error) {
+      this.train.close();
+      throw error;
+    }
+    this.valBatches = Math.max(1, Math.min(Math.floor(c.valTokens / (c.microBatch * c.seqLen)), this.val.batchesPerEpoch));
+    try {
+      this.model = new GPT2(c.model, { device: this.device, seed: c.seed });
+    } catch (error) {
+      this.train.close();
+      this.val.close();
+      throw error;
+    }
+    const params = this.model.stateDict();
+    const grads = this.model.grads();
+    const adamOptions = { betas: c.adamBetas, eps: c.adamEps, weightDecay: 0, checkFinite: false };
+    if (c.optimizer === 'adamw') {
+      this.matrixOpt = null;
+      this.adam = new AdamW(Object.keys(params).map((name) => ({ name, param: params[name], grad: grads[name] })), { lr: c.lr, ...adamOptions });
+    } else {
+      const matrices: MatrixParam[] = [];
+      for (let l = 0; l < c.model.nLayer; l++) {
+        const p = `transformer.h.${l}`;
+        const m = (name: string, extra: Partial<MatrixParam> = {}): MatrixParam => ({ name, param: params[name], grad: grads[name], ...extra });
+        matrices.push(m(`${p}.attn.c_attn.weight`, { rowBlocks: 3 }));
+        matrices.push(m(`${p}.attn.c_proj.weight`));
+        matrices.push(m(`${p}.mlp.c_fc.weight`));
+        matrices.push(m(`${p}.mlp.c_proj.weight`, { inputBlocks: 4 }));
+      }
+      const options = { lr: c.lr * c.matrixLrScale, momentum: c.momentum, nesterov: true, checkFinite: false };
+      this.matrixOpt = c.optimizer === 'muon'
+        ? new Muon(matrices, options)
+        : new NewtonMuon(matrices, { ...options, refreshEvery: c.refreshEvery, onWarning });
+      this.adam = new AdamW([{ name: WTE, param: params[WTE], grad: grads[WTE] }], { lr: c.lr, ...adamOptions });
+    }
+  }
+
+  /** Builds the run: data, model, optimizers; restores a checkpoint; creates the run folder. */
+  static async create(options: TrainerOptions): Promise<Trainer> {
+    const trainer = new Trainer(options.config, options.outDir, options.onEvent ?? (() => undefined), options.onWarning, options.cacheDir);
+    try {
+      if (options.resumeFrom !== undefined) await trainer.restore(options.resumeFrom);
+      trainer.prepareOutDir(options.resumeFrom !== undefined);
+      return trainer;
+    } catch (error) {
+      trainer.dispose();
+      throw error;
+    }
+  }
+
+  private async restore(dir: string): Promise<void> {
+    const state = readCheckpointState(dir);
+    const optimizerStates = readOptimizerStates(dir, state);
+    try {
+      await this.model.loadSafetensors(path.join(dir, MODEL_FILE));
+    } catch (error) {
+      throw new CheckpointError(`checkpoint '${dir}': ${(error as Error).message}`);
+    }
+    const roles = this.roles();
+    for (const role of Object.keys(optimizerStates)) {
+      if (!(role in roles)) throw new CheckpointError(`checkpoint '${dir}' holds '${role}' optimizer state this run does not have`);
+    }
+    for (const [role, opt] of Object.entries(roles)) {
+      const saved = optimizerStates[role];
+      if (saved === undefined) throw new CheckpointError(`checkpoint '${dir}' has no '${role}' optimizer state`);
+      try {
+        await opt.loadStateDict(saved);
+      } catch (error) {
+        throw new CheckpointError(`checkpoint '${dir}': ${role} optimizer: ${(error as Error).message}`);
+      }
+    }
+    this.train.restore(state.loader);
+    this.step = state.step;
+    this.elapsedS = state.elapsedS;
+    this.tokens = state.tokens;
+    this.target = state.target;
+    this.metricsText = readCheckpointMetrics(dir);
+    for (const line of this.metricsText.split('\n')) if (line.trim() !== '') this.metrics.push(JSON.parse(line) as MetricPoint);
+  }
+
+  private roles(): Record<string, { stateDict(): OptimizerState; loadStateDict(s: OptimizerState): Promise<void> }> {
+    return this.matrixOpt === null ? { adamw: this.adam } : { matrix: this.matrixOpt, adamw: this.adam };
+  }
+
+  private prepareOutDir(resuming: boolean): void {
+    const out = this.outDir;
+    try {
+      fs.mkdirSync(out, { recursive: true });
+    } catch (error) {
+      throw new DataError(`cannot create the output folder '${out}': ${fsReason(error)}`);
+    }
+    const metricsFile = path.join(out, METRICS_FILE);
+    if (!resuming && fs.existsSync(metricsFile)) {
+      throw new DataError(`the output folder '${out}' already holds a run (${METRICS_FILE}); choose another --out or --resume it`);
+    }
+    writeFileAtomic(path.join(out, 'config.json'), `${JSON.stringify(this.config, null, 2)}\n`);
+    writeFileAtomic(metricsFile, this.metricsText);
+  }
+
+  get completedSteps(): number {
+    return this.step;
+  }
+
+  get valTokens(): number {
+    return this.valBatches * this.config.microBatch * this.config.seqLen;
+  }
+
+  /** Mean fp32 loss over the first valTokens tokens of the val data (forward only). */
+  async evaluate(): Promise<number> {
+    const c = this.config;
+    this.val.reset();
+    let total = 0;
+    for (let i = 0; i < this.valBatches; i++) {
+      const { inputs, targets } = this.val.next();
+      total += await this.model.loss(inputs, targets, c.microBatch, c.seqLen);
+    }
+    return total / this.valBatches;
+  }
+
+  private lrAt(step: number): number {
+    const c = this.config;
+    return c.lr * lrMultiplier(step, { steps: c.steps, warmupSteps: c.warmupSteps, warmdownSteps: c.warmdownSteps });
+  }
+
+  private log(point: MetricPoint, etaS: number | null): void {
+    const line = `${JSON.stringify(point)}\n`;
+    this.metricsText += line;
+    this.metrics.push(point);
+    try {
+      fs.appendFileSync(path.join(this.outDir, METRICS_FILE), line);
+    } catch (error) {
+      throw new DataError(`cannot write '${path.join(this.outDir, METRICS_FILE)}': ${fsReason(error)}`);
+    }
+    this.onEvent({ type: 'step', point, etaS });
+    if (point.val_loss !== undefined && this.config.targetLoss !== null && this.target === null && point.val_loss <= this.config.targetLoss) {
+      this.target = { step: point.step, elapsedS: point.elapsed_s };
+      this.onEvent({ type: 'target', step: point.step, elapsedS: point.elapsed_s, valLoss: point.val_loss });
+    }
+  }
+
+  /**
+   * Asks run() to stop after the step in progress: it writes a checkpoint there and returns
+   * (what Ctrl-C does in the CLI; --resume continues exactly).
+   */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Runs from the current step to config.steps (or to `stopAtStep`, checkpointing there). */
+  async run(options: { stopAtStep?: number } = {}): Promise<TrainResult> {
+    const c = this.config;
+    const accum = microBatches(c);
+    const B = c.microBatch;
+    const T = c.seqLen;
+    this.onEvent({
+      type: 'start', config: c, device: this.device, parameters: this.model.parameterCount, startStep: this.step,
+      valTokens: this.valTokens, trainTokens: this.train.totalTokens, microBatches: accum,
+    });
+    if (this.step === 0) {
+      this.log({ step: 0, train_loss: null, val_loss: await this.evaluate(), lr: this.lrAt(0), tokens_per_s: 0, elapsed_s: 0 }, null);
+    }
+    const grads = Object.entries(this.model.grads()).map(([name, grad]) => ({ name, grad }));
+    const hook = (name: string, x: import('../tensor').Tensor) => { this.matrixOpt!.observeInput(name, x); };
+    let lastCheckpoint: string | null = null;
+    let rate: number | null = null;
+    const startStep = this.step;
+    while (this.step < c.steps) {
+      const t0 = process.hrtime.bigint();
+      const lr = this.lrAt(this.step);
+      this.model.zeroGrad();
+      const observe = this.matrixOpt?.collectsStatistics() ? hook : undefined;
+      let loss = 0;
+      for (let k = 0; k < accum; k++) {
+        const { inputs, targets } = this.train.next();
+        loss += await this.model.forwardBackward(inputs, targets, B, T, { gradScale: 1 / accum, observeInputs: observe });
+      }
+      loss /= accum;
+      if (c.checkFinite) {
+        try {
+          await assertGradientsFinite(`step ${this.step + 1}`, grads);
+        } catch (error) {
+          throw new Error(`${(error as Error).message} (train loss ${loss}); stopping`);
+        }
+      }
+      this.adam.lr = lr;
+      if (this.matrixOpt !== null) {
+        this.matrixOpt.lr = lr * c.matrixLrScale;
+        await this.matrixOpt.step();
+      }
+      await this.adam.step();
+      // The step's loss was read back, so its forward/backward ran; the update finishes before the
+      // next forward reads the weights (stream order). Timing includes it from the next step on.
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      this.step++;
+      this.elapsedS += seconds;
+      this.tokens += c.batchTokens;
+      const stepRate = c.batchTokens / seconds;
+      rate = rate === null || this.step - startStep <= 2 ? stepRate : 0.9 * rate + 0.1 * stepRate;
+      const point: MetricPoint = {
+        step: this.step, train_loss: loss, lr, tokens_per_s: Math.round(stepRate), elapsed_s: Math.round(this.elapsedS * 1000) / 1000,
+      };
+      if (this.step % c.valEvery === 0 || this.step === c.steps) point.val_loss = await this.evaluate();
+      this.log(point, ((c.steps - this.step) * c.batchTokens) / rate);
+      const stop = this.stopRequested || this.step === options.stopAtStep;
+      if ((c.saveEvery > 0 && this.step % c.saveEvery === 0) || this.step === c.steps || stop) lastCheckpoint = await this.checkpoint();
+      if (stop) break;
+    }
+    if (this.matrixOpt !== null) await this.matrixOpt.flushReports();
+    const lastVal = [...this.metrics].reverse().find((m) => m.val_loss !== undefined);
+    const lastTrain = [...this.metrics].reverse().find((m) => m.train_loss !== null);
+    return {
+      outDir: this.outDir,
+      steps: this.step,
+      stopped: this.step < c.steps,
+      finalTrainLoss: lastTrain?.train_loss ?? null,
+      finalValLoss: lastVal?.val_loss ?? null,
+      initialValLoss: this.metrics.find((m) => m.step === 0)?.val_loss ?? null,
+      elapsedS: this.elapsedS,
+      tokens: this.tokens,
+      target: this.target,
+      checkpoint: lastCheckpoint,
+      metrics: [...this.metrics],
+    };
+  }
+
+  /** Writes a checkpoint of the current step (and removes older ones of this run). */
+  async checkpoint(): Promise<string> {
+    const dir = path.join(this.outDir, 'checkpoints');
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      throw new CheckpointError(`cannot create '${dir}': ${fsReason(error)}`);
+    }
+    const roles = this.roles();
+    const optimizers: Record<string, OptimizerState> = {};
+    const kinds: Record<string, { kind: string; step: number }> = {};
+    for (const [role, opt] of Object.entries(roles)) {
+      optimizers[role] = opt.stateDict();
+      kinds[role] = { kind: optimizers[role].kind, step: optimizers[role].step };
+    }
+    const loader: LoaderState = this.train.state();
+    const state: CheckpointState = {
+      format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step: this.step, config: this.config, optimizers: kinds, loader,
+      elapsedS: this.elapsedS, tokens: this.tokens, target: this.target,
+    };
+    const written = await writeCheckpoint(dir, { state, saveModel: (file) => this.model.saveSafetensors(file), optimizers, metrics: this.metricsText });
+    pruneCheckpoints(dir, written);
+    this.onEvent({ type: 'checkpoint', step: this.step, dir: written });
+    return written;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.train.close();
+    this.val.close();
+    this.matrixOpt?.dispose();
+    this.adam.dispose();
+    this.model.dispose();
+  }
+}
