@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The package's default job until the trainer lands: pick the best device, build random
-// matrices, multiply them on the device, check the result against plain JavaScript float64 math,
-// and show that every tensor is freed. Run: `node examples/quickstart.js [device]`.
+// A first look at the tensor API: pick the best device, build random matrices, multiply them
+// on the device, check the result against plain JavaScript float64 math, and show that every
+// tensor is freed. Run: `node examples/quickstart.js [device]`.
 'use strict';
 const nm = require('..');
 

@@ -8,9 +8,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "../core/backend.h"
+#include "buffer_handle.h"
 #include "device_registry.h"
 
 namespace nm::napi {
@@ -60,6 +62,30 @@ inline void check_status(Napi::Env env, const DeviceSlot& device, nm_status stat
   if (status != NM_OK) {
     throw Napi::Error::New(env, device.name + " backend error in " + device.ops->last_error());
   }
+}
+
+// One operand: the buffer handle and the address of its bounds-checked byte range.
+struct Operand {
+  BufferHandle* buffer;
+  void* ptr;
+};
+
+// Arguments i and i+1 are (buffer, byteOffset); the operand spans `bytes` bytes from there.
+inline Operand operand_arg(const Napi::CallbackInfo& info, size_t i, int64_t bytes, const std::string& what) {
+  BufferHandle& b = buffer_arg(info[i], what.c_str());
+  return {&b, buffer_range(b, int_arg(info, i + 1, what.c_str(), "byteOffset"), bytes, what.c_str())};
+}
+
+// The device all operands share; a mix is a caller error caught here as a last resort.
+inline DeviceSlot& common_device(Napi::Env env, const char* op, std::initializer_list<Operand> operands) {
+  DeviceSlot* device = operands.begin()->buffer->device;
+  for (const Operand& o : operands) {
+    if (o.buffer->device != device) {
+      throw Napi::Error::New(env, std::string(op) + ": operands are on different devices (" + device->name +
+                                      " and " + o.buffer->device->name + ")");
+    }
+  }
+  return *device;
 }
 
 }  // namespace nm::napi

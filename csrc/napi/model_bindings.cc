@@ -10,25 +10,6 @@
 namespace nm::napi {
 namespace {
 
-struct Operand {
-  BufferHandle* buffer;
-  void* ptr;
-};
-
-// args i, i+1 = (buffer, byteOffset); `bytes` long.
-Operand operand(const Napi::CallbackInfo& info, size_t i, int64_t bytes, const std::string& what) {
-  BufferHandle& b = buffer_arg(info[i], what.c_str());
-  return {&b, buffer_range(b, int_arg(info, i + 1, what.c_str(), "byteOffset"), bytes, what.c_str())};
-}
-
-DeviceSlot& one_device(Napi::Env env, const char* op, std::initializer_list<Operand> operands) {
-  DeviceSlot* device = operands.begin()->buffer->device;
-  for (const Operand& o : operands) {
-    if (o.buffer->device != device) throw Napi::Error::New(env, std::string(op) + ": operands are on different devices");
-  }
-  return *device;
-}
-
 nm_dtype float_dtype_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
   const nm_dtype d = dtype_arg(info, i, op);
   if (d != NM_F32 && d != NM_BF16) throw Napi::TypeError::New(info.Env(), std::string(op) + ": out dtype must be f32 or bf16");
@@ -41,10 +22,10 @@ std::string name(const char* op, const char* arg) { return std::string(op) + ": 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   const char* op = "embeddingForward";
   const int64_t n = int_arg(info, 6, op, "n"), c = int_arg(info, 7, op, "c"), vocab = int_arg(info, 8, op, "vocab");
-  Operand out = operand(info, 0, n * c * 4, name(op, "out"));
-  Operand wte = operand(info, 2, vocab * c * 4, name(op, "wte"));
-  Operand ids = operand(info, 4, n * 4, name(op, "ids"));
-  DeviceSlot& d = one_device(info.Env(), op, {out, wte, ids});
+  Operand out = operand_arg(info, 0, n * c * 4, name(op, "out"));
+  Operand wte = operand_arg(info, 2, vocab * c * 4, name(op, "wte"));
+  Operand ids = operand_arg(info, 4, n * 4, name(op, "ids"));
+  DeviceSlot& d = common_device(info.Env(), op, {out, wte, ids});
   check_status(info.Env(), d, d.ops->embedding_forward(d.backend, out.ptr, wte.ptr, ids.ptr, n, c));
   return info.Env().Undefined();
 }
@@ -53,10 +34,10 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   const char* op = "embeddingBackward";
   const int64_t n = int_arg(info, 6, op, "n"), c = int_arg(info, 7, op, "c"), vocab = int_arg(info, 8, op, "vocab");
-  Operand dwte = operand(info, 0, vocab * c * 4, name(op, "dwte"));
-  Operand dout = operand(info, 2, n * c * 4, name(op, "dout"));
-  Operand ids = operand(info, 4, n * 4, name(op, "ids"));
-  DeviceSlot& d = one_device(info.Env(), op, {dwte, dout, ids});
+  Operand dwte = operand_arg(info, 0, vocab * c * 4, name(op, "dwte"));
+  Operand dout = operand_arg(info, 2, n * c * 4, name(op, "dout"));
+  Operand ids = operand_arg(info, 4, n * 4, name(op, "ids"));
+  DeviceSlot& d = common_device(info.Env(), op, {dwte, dout, ids});
   check_status(info.Env(), d, d.ops->embedding_backward(d.backend, dwte.ptr, dout.ptr, ids.ptr, n, c, vocab));
   return info.Env().Undefined();
 }
@@ -66,10 +47,10 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   const char* op = "rmsnormForward";
   const nm_dtype out_dtype = float_dtype_arg(info, 2, op);
   const int64_t n = int_arg(info, 7, op, "n"), c = int_arg(info, 8, op, "c");
-  Operand out = operand(info, 0, n * c * nm_dtype_size(out_dtype), name(op, "out"));
-  Operand rstd = operand(info, 3, n * 4, name(op, "rstd"));
-  Operand x = operand(info, 5, n * c * 4, name(op, "x"));
-  DeviceSlot& d = one_device(info.Env(), op, {out, rstd, x});
+  Operand out = operand_arg(info, 0, n * c * nm_dtype_size(out_dtype), name(op, "out"));
+  Operand rstd = operand_arg(info, 3, n * 4, name(op, "rstd"));
+  Operand x = operand_arg(info, 5, n * c * 4, name(op, "x"));
+  DeviceSlot& d = common_device(info.Env(), op, {out, rstd, x});
   check_status(info.Env(), d, d.ops->rmsnorm_forward(d.backend, out.ptr, out_dtype, rstd.ptr, x.ptr, n, c,
                                                      static_cast<float>(number_arg(info, 9, op, "eps"))));
   return info.Env().Undefined();
@@ -79,11 +60,11 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
 Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   const char* op = "rmsnormBackward";
   const int64_t n = int_arg(info, 8, op, "n"), c = int_arg(info, 9, op, "c");
-  Operand dx = operand(info, 0, n * c * 4, name(op, "dx"));
-  Operand dout = operand(info, 2, n * c * 4, name(op, "dout"));
-  Operand x = operand(info, 4, n * c * 4, name(op, "x"));
-  Operand rstd = operand(info, 6, n * 4, name(op, "rstd"));
-  DeviceSlot& d = one_device(info.Env(), op, {dx, dout, x, rstd});
+  Operand dx = operand_arg(info, 0, n * c * 4, name(op, "dx"));
+  Operand dout = operand_arg(info, 2, n * c * 4, name(op, "dout"));
+  Operand x = operand_arg(info, 4, n * c * 4, name(op, "x"));
+  Operand rstd = operand_arg(info, 6, n * 4, name(op, "rstd"));
+  DeviceSlot& d = common_device(info.Env(), op, {dx, dout, x, rstd});
   check_status(info.Env(), d, d.ops->rmsnorm_backward(d.backend, dx.ptr, dout.ptr, x.ptr, rstd.ptr, n, c,
                                                       info[10].ToBoolean().Value() ? 1 : 0));
   return info.Env().Undefined();
@@ -94,9 +75,9 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   const char* op = "geluForward";
   const nm_dtype out_dtype = float_dtype_arg(info, 2, op);
   const int64_t n = int_arg(info, 5, op, "n");
-  Operand out = operand(info, 0, n * nm_dtype_size(out_dtype), name(op, "out"));
-  Operand x = operand(info, 3, n * 4, name(op, "x"));
-  DeviceSlot& d = one_device(info.Env(), op, {out, x});
+  Operand out = operand_arg(info, 0, n * nm_dtype_size(out_dtype), name(op, "out"));
+  Operand x = operand_arg(info, 3, n * 4, name(op, "x"));
+  DeviceSlot& d = common_device(info.Env(), op, {out, x});
   check_status(info.Env(), d, d.ops->gelu_forward(d.backend, out.ptr, out_dtype, x.ptr, n));
   return info.Env().Undefined();
 }
@@ -105,10 +86,10 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   const char* op = "geluBackward";
   const int64_t n = int_arg(info, 6, op, "n");
-  Operand dx = operand(info, 0, n * 4, name(op, "dx"));
-  Operand dout = operand(info, 2, n * 4, name(op, "dout"));
-  Operand x = operand(info, 4, n * 4, name(op, "x"));
-  DeviceSlot& d = one_device(info.Env(), op, {dx, dout, x});
+  Operand dx = operand_arg(info, 0, n * 4, name(op, "dx"));
+  Operand dout = operand_arg(info, 2, n * 4, name(op, "dout"));
+  Operand x = operand_arg(info, 4, n * 4, name(op, "x"));
+  DeviceSlot& d = common_device(info.Env(), op, {dx, dout, x});
   check_status(info.Env(), d, d.ops->gelu_backward(d.backend, dx.ptr, dout.ptr, x.ptr, n));
   return info.Env().Undefined();
 }
@@ -118,7 +99,7 @@ Napi::Value Rotary(const Napi::CallbackInfo& info) {
   const char* op = "rotary";
   const int64_t b = int_arg(info, 2, op, "b"), t = int_arg(info, 3, op, "t");
   const int64_t h = int_arg(info, 4, op, "heads"), hd = int_arg(info, 5, op, "headDim");
-  Operand qkv = operand(info, 0, b * t * 3 * h * hd * 4, name(op, "qkv"));
+  Operand qkv = operand_arg(info, 0, b * t * 3 * h * hd * 4, name(op, "qkv"));
   DeviceSlot& d = *qkv.buffer->device;
   check_status(info.Env(), d, d.ops->rotary(d.backend, qkv.ptr, b, t, h, hd,
                                             static_cast<float>(number_arg(info, 6, op, "base")),
@@ -131,10 +112,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const char* op = "attentionForward";
   const int64_t b = int_arg(info, 6, op, "b"), t = int_arg(info, 7, op, "t");
   const int64_t h = int_arg(info, 8, op, "heads"), hd = int_arg(info, 9, op, "headDim");
-  Operand out = operand(info, 0, b * t * h * hd * 4, name(op, "out"));
-  Operand lse = operand(info, 2, b * h * t * 4, name(op, "lse"));
-  Operand qkv = operand(info, 4, b * t * 3 * h * hd * 4, name(op, "qkv"));
-  DeviceSlot& d = one_device(info.Env(), op, {out, lse, qkv});
+  Operand out = operand_arg(info, 0, b * t * h * hd * 4, name(op, "out"));
+  Operand lse = operand_arg(info, 2, b * h * t * 4, name(op, "lse"));
+  Operand qkv = operand_arg(info, 4, b * t * 3 * h * hd * 4, name(op, "qkv"));
+  DeviceSlot& d = common_device(info.Env(), op, {out, lse, qkv});
   check_status(info.Env(), d, d.ops->attention_forward(d.backend, out.ptr, lse.ptr, qkv.ptr, b, t, h, hd,
                                                        static_cast<float>(number_arg(info, 10, op, "scale")),
                                                        static_cast<int32_t>(int_arg(info, 11, op, "algo"))));
@@ -148,12 +129,12 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const int64_t b = int_arg(info, 10, op, "b"), t = int_arg(info, 11, op, "t");
   const int64_t h = int_arg(info, 12, op, "heads"), hd = int_arg(info, 13, op, "headDim");
   const int64_t qkv_bytes = b * t * 3 * h * hd * 4, out_bytes = b * t * h * hd * 4;
-  Operand dqkv = operand(info, 0, qkv_bytes, name(op, "dqkv"));
-  Operand dout = operand(info, 2, out_bytes, name(op, "dout"));
-  Operand qkv = operand(info, 4, qkv_bytes, name(op, "qkv"));
-  Operand out = operand(info, 6, out_bytes, name(op, "out"));
-  Operand lse = operand(info, 8, b * h * t * 4, name(op, "lse"));
-  DeviceSlot& d = one_device(info.Env(), op, {dqkv, dout, qkv, out, lse});
+  Operand dqkv = operand_arg(info, 0, qkv_bytes, name(op, "dqkv"));
+  Operand dout = operand_arg(info, 2, out_bytes, name(op, "dout"));
+  Operand qkv = operand_arg(info, 4, qkv_bytes, name(op, "qkv"));
+  Operand out = operand_arg(info, 6, out_bytes, name(op, "out"));
+  Operand lse = operand_arg(info, 8, b * h * t * 4, name(op, "lse"));
+  DeviceSlot& d = common_device(info.Env(), op, {dqkv, dout, qkv, out, lse});
   check_status(info.Env(), d, d.ops->attention_backward(d.backend, dqkv.ptr, dout.ptr, qkv.ptr, out.ptr, lse.ptr, b, t, h, hd,
                                                         static_cast<float>(number_arg(info, 14, op, "scale")),
                                                         static_cast<int32_t>(int_arg(info, 15, op, "algo"))));
@@ -164,10 +145,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   const char* op = "crossEntropy";
   const int64_t n = int_arg(info, 6, op, "n"), vocab = int_arg(info, 7, op, "vocab");
-  Operand losses = operand(info, 0, n * 4, name(op, "losses"));
-  Operand logits = operand(info, 2, n * vocab * 4, name(op, "logits"));
-  Operand targets = operand(info, 4, n * 4, name(op, "targets"));
-  DeviceSlot& d = one_device(info.Env(), op, {losses, logits, targets});
+  Operand losses = operand_arg(info, 0, n * 4, name(op, "losses"));
+  Operand logits = operand_arg(info, 2, n * vocab * 4, name(op, "logits"));
+  Operand targets = operand_arg(info, 4, n * 4, name(op, "targets"));
+  DeviceSlot& d = common_device(info.Env(), op, {losses, logits, targets});
   check_status(info.Env(), d, d.ops->cross_entropy(d.backend, losses.ptr, logits.ptr, targets.ptr, n, vocab,
                                                    static_cast<float>(number_arg(info, 8, op, "gradScale"))));
   return info.Env().Undefined();

@@ -10,27 +10,6 @@
 namespace nm::napi {
 namespace {
 
-// A bounds-checked f32/i32 range of n elements at (buffer, byteOffset) given as args i, i+1.
-struct Operand {
-  BufferHandle* buffer;
-  void* ptr;
-};
-
-Operand operand(const Napi::CallbackInfo& info, size_t i, int64_t elements, const char* what) {
-  BufferHandle& b = buffer_arg(info[i], what);
-  return {&b, buffer_range(b, int_arg(info, i + 1, what, "byteOffset"), elements * 4, what)};
-}
-
-DeviceSlot& one_device(Napi::Env env, const char* op, std::initializer_list<Operand> operands) {
-  DeviceSlot* device = operands.begin()->buffer->device;
-  for (const Operand& o : operands) {
-    if (o.buffer->device != device) {
-      throw Napi::Error::New(env, std::string(op) + ": operands are on different devices");
-    }
-  }
-  return *device;
-}
-
 float float_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
   return static_cast<float>(number_arg(info, i, op, name));
 }
@@ -42,9 +21,9 @@ Napi::Value NewtonSchulz(const Napi::CallbackInfo& info) {
   const int64_t rows = int_arg(info, 5, op, "rows");
   const int64_t cols = int_arg(info, 6, op, "cols");
   const int64_t n = batch * rows * cols;
-  Operand out = operand(info, 0, n, "newtonSchulz: out");
-  Operand x = operand(info, 2, n, "newtonSchulz: x");
-  DeviceSlot& device = one_device(info.Env(), op, {out, x});
+  Operand out = operand_arg(info, 0, n * 4, "newtonSchulz: out");
+  Operand x = operand_arg(info, 2, n * 4, "newtonSchulz: x");
+  DeviceSlot& device = common_device(info.Env(), op, {out, x});
   check_status(info.Env(), device,
                device.ops->newton_schulz(device.backend, out.ptr, x.ptr, batch, rows, cols,
                                          static_cast<int32_t>(int_arg(info, 7, op, "steps")),
@@ -58,10 +37,10 @@ Napi::Value CholeskyInverse(const Napi::CallbackInfo& info) {
   const char* op = "choleskyInverse";
   const int64_t batch = int_arg(info, 6, op, "batch");
   const int64_t d = int_arg(info, 7, op, "d");
-  Operand kinv = operand(info, 0, batch * d * d, "choleskyInverse: kinv");
-  Operand k = operand(info, 2, batch * d * d, "choleskyInverse: k");
-  Operand flags = operand(info, 4, batch, "choleskyInverse: info");
-  DeviceSlot& device = one_device(info.Env(), op, {kinv, k, flags});
+  Operand kinv = operand_arg(info, 0, batch * d * d * 4, "choleskyInverse: kinv");
+  Operand k = operand_arg(info, 2, batch * d * d * 4, "choleskyInverse: k");
+  Operand flags = operand_arg(info, 4, batch * 4, "choleskyInverse: info");
+  DeviceSlot& device = common_device(info.Env(), op, {kinv, k, flags});
   check_status(info.Env(), device,
                device.ops->cholesky_inverse(device.backend, kinv.ptr, k.ptr, flags.ptr, batch, d,
                                             float_arg(info, 8, op, "ridgeMult"),
@@ -73,10 +52,10 @@ Napi::Value CholeskyInverse(const Napi::CallbackInfo& info) {
 Napi::Value MomentumUpdate(const Napi::CallbackInfo& info) {
   const char* op = "momentumUpdate";
   const int64_t n = int_arg(info, 6, op, "n");
-  Operand buf = operand(info, 0, n, "momentumUpdate: buf");
-  Operand u = operand(info, 2, n, "momentumUpdate: u");
-  Operand g = operand(info, 4, n, "momentumUpdate: g");
-  DeviceSlot& device = one_device(info.Env(), op, {buf, u, g});
+  Operand buf = operand_arg(info, 0, n * 4, "momentumUpdate: buf");
+  Operand u = operand_arg(info, 2, n * 4, "momentumUpdate: u");
+  Operand g = operand_arg(info, 4, n * 4, "momentumUpdate: g");
+  DeviceSlot& device = common_device(info.Env(), op, {buf, u, g});
   check_status(info.Env(), device,
                device.ops->momentum_update(device.backend, buf.ptr, u.ptr, g.ptr, n,
                                            float_arg(info, 7, op, "momentum"),
@@ -88,9 +67,9 @@ Napi::Value MomentumUpdate(const Napi::CallbackInfo& info) {
 Napi::Value ApplyUpdate(const Napi::CallbackInfo& info) {
   const char* op = "applyUpdate";
   const int64_t n = int_arg(info, 4, op, "n");
-  Operand w = operand(info, 0, n, "applyUpdate: w");
-  Operand u = operand(info, 2, n, "applyUpdate: u");
-  DeviceSlot& device = one_device(info.Env(), op, {w, u});
+  Operand w = operand_arg(info, 0, n * 4, "applyUpdate: w");
+  Operand u = operand_arg(info, 2, n * 4, "applyUpdate: u");
+  DeviceSlot& device = common_device(info.Env(), op, {w, u});
   check_status(info.Env(), device,
                device.ops->apply_update(device.backend, w.ptr, u.ptr, n, float_arg(info, 5, op, "decay"),
                                         float_arg(info, 6, op, "step")));
@@ -102,11 +81,11 @@ Napi::Value ApplyUpdate(const Napi::CallbackInfo& info) {
 Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
   const char* op = "adamwUpdate";
   const int64_t n = int_arg(info, 8, op, "n");
-  Operand w = operand(info, 0, n, "adamwUpdate: w");
-  Operand g = operand(info, 2, n, "adamwUpdate: g");
-  Operand m = operand(info, 4, n, "adamwUpdate: m");
-  Operand v = operand(info, 6, n, "adamwUpdate: v");
-  DeviceSlot& device = one_device(info.Env(), op, {w, g, m, v});
+  Operand w = operand_arg(info, 0, n * 4, "adamwUpdate: w");
+  Operand g = operand_arg(info, 2, n * 4, "adamwUpdate: g");
+  Operand m = operand_arg(info, 4, n * 4, "adamwUpdate: m");
+  Operand v = operand_arg(info, 6, n * 4, "adamwUpdate: v");
+  DeviceSlot& device = common_device(info.Env(), op, {w, g, m, v});
   nm_adamw_scalars s{};
   s.keep = float_arg(info, 9, op, "keep");
   s.beta1 = float_arg(info, 10, op, "beta1");

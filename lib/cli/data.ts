@@ -2,6 +2,7 @@
 // newton-muon-data: text files -> token shards in the modded-nanogpt / llm.c format, ready for
 // `newton-muon-train --data`. main(argv, io) returns the exit status and writes only through io,
 // so tests drive it without spawning a process.
+import { CliIO, parseOrUsageExit, parseSuffixed, UsageError } from './common';
 import { DataError } from '../data/errors';
 import { expandGlobs } from '../data/glob';
 import { DEFAULT_PREFIX, DEFAULT_SHARD_SIZE, DEFAULT_VAL_FRACTION, fileDocument, prepareShards } from '../data/prepare';
@@ -38,12 +39,7 @@ Examples:
 `;
 
 /** What main() writes to; process.stdout / process.stderr by default. */
-export interface DataCliIO {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown; isTTY?: boolean };
-  /** Milliseconds clock (for throttling the progress bar). */
-  now?: () => number;
-}
+export type DataCliIO = CliIO;
 
 export interface DataArgs {
   help: boolean;
@@ -57,15 +53,11 @@ export interface DataArgs {
   force: boolean;
 }
 
-/** A bad command line: printed with a hint to --help, exit status 2. */
-export class UsageError extends Error {}
-
-const SUFFIX: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
+export { UsageError };
 
 /** A token count: 100000000, 1e8, 100M, 50k. */
 export function parseCount(option: string, text: string): number {
-  const m = /^(\d+(?:\.\d+)?(?:[eE]\d+)?)([kKmMgG]?)$/.exec(text.trim());
-  const value = m === null ? NaN : Number(m[1]) * SUFFIX[m[2]];
+  const value = parseSuffixed(text);
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new UsageError(`${option} must be a positive whole number of tokens such as 1000000, 1e6 or 1M (got '${text}')`);
   }
@@ -194,14 +186,8 @@ function summary(result: PrepareResult, shardTokens: (file: string) => string): 
 }
 
 export function main(argv: readonly string[], io: DataCliIO = { stdout: process.stdout, stderr: process.stderr }): number {
-  let args: DataArgs;
-  try {
-    args = parseDataArgs(argv);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    io.stderr.write(`newton-muon-data: ${error.message} (see --help)\n`);
-    return 2;
-  }
+  const args = parseOrUsageExit('newton-muon-data', argv, parseDataArgs, io);
+  if (typeof args === 'number') return args;
   if (args.help) {
     io.stdout.write(USAGE);
     return 0;

@@ -6,6 +6,7 @@
 // and writes only through io, so tests drive it without spawning a process.
 import * as path from 'path';
 
+import { CliIO, parseOrUsageExit, parseSuffixed, UsageError } from './common';
 import { DataError } from '../data/errors';
 import { devices } from '../device';
 import { CheckpointError, findCheckpoint, readCheckpointState } from '../train/checkpoint';
@@ -71,11 +72,7 @@ Examples:
 `;
 
 /** What main() writes to; process.stdout / process.stderr by default. */
-export interface TrainCliIO {
-  stdout: { write(text: string): unknown; isTTY?: boolean };
-  stderr: { write(text: string): unknown; isTTY?: boolean };
-  /** Milliseconds clock (the progress bar's throttle). */
-  now?: () => number;
+export interface TrainCliIO extends CliIO {
   /** Folder of the bundled corpus (default $NM_CACHE_DIR or ~/.cache/newton-muon). */
   cacheDir?: string;
   /** Stop gracefully (checkpoint, then exit) on SIGINT. The bin sets it. */
@@ -109,15 +106,11 @@ export interface TrainArgs {
   resume?: string;
 }
 
-/** A bad command line: printed with a hint to --help, exit status 2. */
-export class UsageError extends Error {}
-
-const SUFFIX: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
+export { UsageError };
 
 /** A whole number: 524288, 5e5, 512k (k = 1000). */
 function parseInteger(option: string, text: string, min: number): number {
-  const m = /^(\d+(?:\.\d+)?(?:[eE]\d+)?)([kKmMgG]?)$/.exec(text.trim());
-  const value = m === null ? NaN : Number(m[1]) * SUFFIX[m[2]];
+  const value = parseSuffixed(text);
   if (!Number.isSafeInteger(value) || value < min) {
     throw new UsageError(`${option} must be a whole number >= ${min} (got '${text}')`);
   }
@@ -398,14 +391,8 @@ function version(): string {
 }
 
 export async function main(argv: readonly string[], io: TrainCliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let args: TrainArgs;
-  try {
-    args = parseArgs(argv);
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    io.stderr.write(`newton-muon-train: ${error.message} (see --help)\n`);
-    return 2;
-  }
+  const args = parseOrUsageExit('newton-muon-train', argv, parseArgs, io);
+  if (typeof args === 'number') return args;
   if (args.help) {
     io.stdout.write(USAGE);
     return 0;
