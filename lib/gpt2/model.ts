@@ -235,7 +235,7 @@ export class GPT2 {
       const weights = this.computeWeights(lowp, keep);
       const { acts, xFinal } = this.forward(ids, B, T, lowp, weights, train ? opts.observeInputs : undefined, keep);
       const lossSum = this.head(xFinal, tgt, lowp, weights[WTE], train ? gradScale / (B * T) : 0, keep);
-      if (train) this.backward(ids, acts, lossSum.dxFinal!, xFinal, lowp, weights, B, T, gradScale, keep);
+      if (train) this.backward(ids, acts, lossSum.dxFinal!, lowp, weights, B, T);
       const total = keep(sum(lossSum.losses));
       const value = (await total.read())[0];
       return value / (B * T);
@@ -296,9 +296,10 @@ export class GPT2 {
       const lse = keep(at.lse);
       const attC = lowp === 'f32' ? att : keep(cast(att, lowp));
       observe?.(`${p}.attn.c_proj.weight`, attC);
-      const y = keep(matmul(attC, w[`${p}.attn.c_proj.weight`], { transB: true, outDtype: 'f32' }));
+      const y = matmul(attC, w[`${p}.attn.c_proj.weight`], { transB: true, outDtype: 'f32' });
       const xMid = keep(copy(empty([B * T, C], { device: this.device }), x));
       axpy(xMid, y, residualScale);
+      y.dispose(); // not needed by backward: free it now (stream-ordered) to keep the peak down
       const n2 = rmsnormForward(xMid, { eps: RMS_EPS, outDtype: lowp });
       const a2 = keep(n2.out);
       const rstd2 = keep(n2.rstd);
@@ -306,9 +307,10 @@ export class GPT2 {
       const h = keep(matmul(a2, w[`${p}.mlp.c_fc.weight`], { transB: true, outDtype: 'f32' }));
       const g = keep(geluForward(h, { outDtype: lowp }));
       observe?.(`${p}.mlp.c_proj.weight`, g);
-      const z = keep(matmul(g, w[`${p}.mlp.c_proj.weight`], { transB: true, outDtype: 'f32' }));
+      const z = matmul(g, w[`${p}.mlp.c_proj.weight`], { transB: true, outDtype: 'f32' });
       acts.push({ x, rstd1, a1, qkv, att, attC, lse, xMid, rstd2, a2, h, g });
       x = keep(add(xMid, z));
+      z.dispose();
     }
     return { acts, xFinal: x };
   }
@@ -349,37 +351,45 @@ export class GPT2 {
     return { losses, dxFinal };
   }
 
-  private backward(ids: Tensor, acts: LayerActivations[], dxFinal: Tensor, _xFinal: Tensor, lowp: Dtype, w: Record<string, Tensor>,
-    B: number, T: number, _gradScale: number, keep: <X extends Tensor>(t: X) => X): void {
+  private backward(ids: Tensor, acts: LayerActivations[], dxFinal: Tensor, lowp: Dtype, w: Record<string, Tensor>,
+    B: number, T: number): void {
     const { nLayer, nHead } = this.config;
     const shape = { b: B, t: T, heads: nHead };
     const residualScale = 1 / Math.sqrt(2 * nLayer);
     const grad = this.gradients;
-    const low = (t: Tensor): Tensor => (lowp === 'f32' ? t : keep(cast(t, lowp)));
     const dx = dxFinal; // d loss / d residual stream, updated in place layer by layer
     for (let l = nLayer - 1; l >= 0; l--) {
       const p = `transformer.h.${l}`;
       const a = acts[l];
+      // This layer's gradient temporaries are freed when the layer is done (stream-ordered), so
+      // the backward pass never holds more than one layer's worth of them.
+      const layerTemps: Tensor[] = [];
+      const tmp = <X extends Tensor>(t: X): X => {
+        layerTemps.push(t);
+        return t;
+      };
+      const low = (t: Tensor): Tensor => (lowp === 'f32' ? t : tmp(cast(t, lowp)));
       // MLP branch: x_next = xMid + c_proj(gelu(c_fc(rmsnorm(xMid)))).
       const dz = low(dx);
       gemm(grad[`${p}.mlp.c_proj.weight`], dz, a.g, { transA: true, beta: 1 });
-      const dg = keep(matmul(dz, w[`${p}.mlp.c_proj.weight`], { outDtype: 'f32' }));
-      const dh = keep(geluBackward(dg, a.h));
+      const dg = tmp(matmul(dz, w[`${p}.mlp.c_proj.weight`], { outDtype: 'f32' }));
+      const dh = tmp(geluBackward(dg, a.h));
       const dhLow = low(dh);
       gemm(grad[`${p}.mlp.c_fc.weight`], dhLow, a.a2, { transA: true, beta: 1 });
-      const da2 = keep(matmul(dhLow, w[`${p}.mlp.c_fc.weight`], { outDtype: 'f32' }));
+      const da2 = tmp(matmul(dhLow, w[`${p}.mlp.c_fc.weight`], { outDtype: 'f32' }));
       rmsnormBackward(da2, a.xMid, a.rstd2, { into: dx, accumulate: true });
       // Attention branch: xMid = x + s * c_proj(attention(rotary(c_attn(rmsnorm(x))))).
       const dy = low(dx);
       gemm(grad[`${p}.attn.c_proj.weight`], dy, a.attC, { transA: true, beta: 1, alpha: residualScale });
-      const datt = keep(empty(a.att.shape, { device: this.device }));
+      const datt = tmp(empty(a.att.shape, { device: this.device }));
       gemm(datt, dy, w[`${p}.attn.c_proj.weight`], { alpha: residualScale });
-      const dqkv = keep(attentionBackward(datt, a.qkv, a.att, a.lse, shape, { algo: this.attention }));
+      const dqkv = tmp(attentionBackward(datt, a.qkv, a.att, a.lse, shape, { algo: this.attention }));
       rotary(dqkv, shape, { base: ROPE_BASE, inverse: true });
       const dqkvLow = low(dqkv);
       gemm(grad[`${p}.attn.c_attn.weight`], dqkvLow, a.a1, { transA: true, beta: 1 });
-      const da1 = keep(matmul(dqkvLow, w[`${p}.attn.c_attn.weight`], { outDtype: 'f32' }));
+      const da1 = tmp(matmul(dqkvLow, w[`${p}.attn.c_attn.weight`], { outDtype: 'f32' }));
       rmsnormBackward(da1, a.x, a.rstd1, { into: dx, accumulate: true });
+      for (const t of layerTemps) t.dispose();
     }
     embeddingBackward(grad[WTE], dx, ids);
   }
