@@ -39,7 +39,7 @@ for (const [name, fn] of Object.entries(native)) {
     };
   } catch { /* read-only export: coverage for it is simply not reported */ }
 }
-const NOT_OPS = new Set(['cpuInfo', 'loadCuda', 'memoryStats']);
+const NOT_OPS = new Set(['cpuInfo', 'loadCuda', 'memoryStats', 'resetPeakMemory']);
 
 // ---- comparison ---------------------------------------------------------------------------------
 function relFrob(a, b) {
