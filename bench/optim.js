@@ -107,4 +107,4 @@ async function benchOptim({ quick }) {
   return ['## Optimizer ops (milliseconds, best of ' + (quick ? 1 : 3) + ')', '', '| device | what | ms |', '|---|---|---|', ...rows].join('\n');
 }
 
-module.exports = { benchOptim };
+module.exports = { benchOptim, gpt2Matrices };

@@ -16,6 +16,7 @@
 const fs = require('fs');
 const path = require('path');
 const nm = require('..');
+const { gpt2Matrices: gpt2MatrixSet } = require('./optim');
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => {
   const [k, ...v] = a.replace(/^--/, '').split('=');
@@ -55,22 +56,7 @@ async function timeCalls(fn, prepare) {
   return { wall_ms: { median: median(walls), min: Math.min(...walls) } };
 }
 
-/** The Muon matrices of GPT-2 124M, as bench/optim.js builds them. */
-function gpt2Matrices(layers, seed) {
-  const C = 768;
-  const specs = [];
-  for (let l = 0; l < layers; l++) {
-    specs.push({ name: `h.${l}.attn.c_attn`, shape: [3 * C, C], rowBlocks: 3 });
-    specs.push({ name: `h.${l}.attn.c_proj`, shape: [C, C] });
-    specs.push({ name: `h.${l}.mlp.c_fc`, shape: [4 * C, C] });
-    specs.push({ name: `h.${l}.mlp.c_proj`, shape: [C, 4 * C], inputBlocks: 4 });
-  }
-  return specs.map((s, i) => ({
-    name: s.name, rowBlocks: s.rowBlocks, inputBlocks: s.inputBlocks,
-    param: nm.randn(s.shape, { seed: seed + 2 * i, std: 0.02, device: DEVICE }),
-    grad: nm.randn(s.shape, { seed: seed + 2 * i + 1, std: 1e-3, device: DEVICE }),
-  }));
-}
+const gpt2Matrices = (layers, seed) => gpt2MatrixSet(DEVICE, layers, seed);
 
 async function runCase(c) {
   const owned = [];
