@@ -73,6 +73,21 @@ export function normalSamples(n: number, seed: number, std = 1, mean = 0): Float
 export function uniformSamples(n: number, seed: number, low = 0, high = 1): Float32Array {
   const rng = new Xoshiro128(seed);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = low + (high - low) * (1 - rng.nextUnit());
+  // A double just below `high` can round up to it in f32: clamp to the largest f32 below high.
+  const top = largestF32Below(high);
+  for (let i = 0; i < n; i++) {
+    const v = Math.fround(low + (high - low) * (1 - rng.nextUnit()));
+    out[i] = v < high ? v : top;
+  }
   return out;
+}
+
+/** The largest f32 strictly below x (x finite). */
+function largestF32Below(x: number): number {
+  const f = new Float32Array([x]); // x rounded to f32
+  if (f[0] < x) return f[0];
+  if (f[0] === 0) return -1.401298464324817e-45; // the negative subnormal closest to 0
+  const bits = new Int32Array(f.buffer);
+  bits[0] += f[0] > 0 ? -1 : 1; // one ulp toward -infinity
+  return f[0];
 }
