@@ -9,7 +9,7 @@ import {
   crossEntropy, embeddingBackward, embeddingForward, geluBackward, geluForward, rmsnormBackward, rmsnormForward, Tensor, tensor,
 } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
-import { bf16BitsRef, bf16UlpDistance, expectClose, expectSameBits, HostRng, mapRef } from './helpers/reference';
+import { bf16BitsRef, bf16UlpDistance, centralDiff, expectClose, expectSameBits, HostRng, mapRef } from './helpers/reference';
 
 const device = TEST_DEVICE;
 const { abs, exp, fround, log, max, sqrt, PI } = Math;
@@ -119,17 +119,6 @@ function crossEntropy64(logits: ArrayLike<number>, targets: ArrayLike<number>, n
     rowMax[i] = m;
   }
   return { losses, probs, rowMax };
-}
-
-/** Central difference of f at x[idx] (float64 array, restored afterwards). */
-function centralDiff(f: (x: Float64Array) => number, x: Float64Array, idx: number, h: number): number {
-  const saved = x[idx];
-  x[idx] = saved + h;
-  const up = f(x);
-  x[idx] = saved - h;
-  const down = f(x);
-  x[idx] = saved;
-  return (up - down) / (2 * h);
 }
 
 /** Indices to probe with finite differences: `count` distinct random ones in [0, n). */

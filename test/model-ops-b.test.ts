@@ -7,7 +7,7 @@
 // Layouts: qkv [B*T, 3C] = [B, T, 3, H, D]; out [B*T, C]; lse [B, H, T].
 import { attentionBackward, attentionForward, AttentionAlgo, rotary, Tensor, tensor } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
-import { expectClose, expectSameBits, HostRng } from './helpers/reference';
+import { centralDiff, expectClose, expectSameBits, HostRng } from './helpers/reference';
 
 const device = TEST_DEVICE;
 const { abs, cos, exp, log, max, pow, sin, sqrt, PI } = Math;
@@ -182,17 +182,6 @@ function attentionBackward64(dout: ArrayLike<number>, qkv: ArrayLike<number>, sh
     }
   }
   return { dqkv, scale: tol };
-}
-
-/** Central difference of f at x[idx] (float64 array, restored afterwards). */
-function centralDiff(f: (x: Float64Array) => number, x: Float64Array, idx: number, h: number): number {
-  const saved = x[idx];
-  x[idx] = saved + h;
-  const up = f(x);
-  x[idx] = saved - h;
-  const down = f(x);
-  x[idx] = saved;
-  return (up - down) / (2 * h);
 }
 
 function dot64(a: ArrayLike<number>, b: ArrayLike<number>): number {

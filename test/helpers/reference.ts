@@ -278,3 +278,14 @@ export function mapRef(n: number, f: (i: number) => number): Float64Array {
   for (let i = 0; i < n; i++) out[i] = f(i);
   return out;
 }
+
+/** Central difference of f at x[idx] (float64 array, restored afterwards). */
+export function centralDiff(f: (x: Float64Array) => number, x: Float64Array, idx: number, h: number): number {
+  const saved = x[idx];
+  x[idx] = saved + h;
+  const up = f(x);
+  x[idx] = saved - h;
+  const down = f(x);
+  x[idx] = saved;
+  return (up - down) / (2 * h);
+}
