@@ -244,6 +244,25 @@ describe('gradients', () => {
     expectAllClose(acc, mean, 1e-6, `two micro-batches (seed ${seed})`);
   });
 
+  test('forwardBackwardLazy: the same mean loss (as a device scalar, f32) and the same gradients as forwardBackward', async () => {
+    const seed = freshSeed();
+    const { ids, tgt } = batch(seed);
+    const a = model(TINY, { seed });
+    const b = model(TINY, { seed });
+    const l = await a.forwardBackward(ids, tgt, B, T, { gradScale: 0.5 });
+    const lazy = b.forwardBackwardLazy(ids, tgt, B, T, { gradScale: 0.5 });
+    try {
+      expect(lazy.shape).toEqual([]);
+      expect(lazy.dtype).toBe('f32');
+      expect(lazy.device).toBe(b.device);
+      expect((await lazy.read())[0]).toBeCloseTo(l, 6);
+    } finally {
+      lazy.dispose();
+    }
+    expectAllClose(await readAll(b.grads()), await readAll(a.grads()), TEST_DEVICE === "cpu" ? 0 : 1e-6, `lazy vs read-back (seed ${seed})`);
+    expect(() => b.forwardBackwardLazy(ids, tgt, B, T + 1)).toThrow(/has \d+ tokens, expected B\*T/);
+  });
+
   test('zeroGrad() clears every gradient; forwardBackward fills every one', async () => {
     const seed = freshSeed();
     const { ids, tgt } = batch(seed);

@@ -10,6 +10,7 @@ import * as path from 'path';
 import { main } from '../lib/cli/train';
 import { prepareDefaultCorpus } from '../lib/data/corpus';
 import { readShard, writeShard } from '../lib/data/shard';
+import { writeSafetensors } from '../lib/gpt2/safetensors';
 import { presetConfig, Trainer } from '../lib/train';
 import type { MetricPoint, TrainConfig } from '../lib/train';
 
@@ -182,6 +183,20 @@ test('--compare trains Muon and Newton-Muon on the same data and writes a self-c
   expect(r.stdout).toContain(`wrote ${path.join(out, 'report.html')}`);
 });
 
+test('--init starts from a safetensors file: step 0 evaluates those weights; config.json records the file', async () => {
+  const first = path.join(root, 'run-init-source');
+  expect((await run([...DATA(), ...SMALL, '--steps', '3', '--out', first, '--optimizer', 'adamw'])).status).toBe(0);
+  const weights = path.join(first, 'checkpoints', 'step_000003', 'model.safetensors');
+  const lastVal = readMetrics(first).at(-1)!.val_loss!;
+  const out = path.join(root, 'run-init');
+  const r = await run([...DATA(), ...SMALL, '--steps', '2', '--out', out, '--optimizer', 'muon', '--init', weights, '--seed', '5']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  // The seed no longer decides the weights: step 0's val loss is the source run's last one.
+  expect(readMetrics(out)[0].val_loss).toBe(lastVal);
+  expect((JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as TrainConfig).initWeights).toBe(weights);
+});
+
 describe('bad input: one line, non-zero status, nothing written', () => {
   const out = () => path.join(root, 'never');
   afterEach(() => { expect(fs.existsSync(out())).toBe(false); });
@@ -205,6 +220,13 @@ describe('bad input: one line, non-zero status, nothing written', () => {
     expectOneLineError(await run(['--device', 'tpu']), 2, '--device must be cpu, cuda or auto');
     expectOneLineError(await run(['--bogus']), 2, "unknown option '--bogus'");
     expectOneLineError(await run([...DATA(), ...SMALL, '--batch-size', '100', '--out', out()]), 1, 'not a whole number of micro-batches');
+  });
+  test('--init: a missing file, weights of another model, or combined with --resume', async () => {
+    expectOneLineError(await run([...DATA(), ...SMALL, '--init', path.join(root, 'nope.safetensors'), '--out', out()]), 1, "init weights '", 'nope.safetensors', 'do not exist');
+    const other = path.join(root, 'other.safetensors');
+    writeSafetensors(other, { 'transformer.wte.weight': { shape: [3, 4], data: new Float32Array(12) } });
+    expectOneLineError(await run([...DATA(), ...SMALL, '--init', other, '--out', out()]), 1, 'other.safetensors', "'transformer.wte.weight'", 'expected');
+    expectOneLineError(await run(['--init', other, '--resume', path.join(root, 'run-basic')]), 2, '--init starts a new run');
   });
   test('the speedrun preset without shards', async () => {
     expectOneLineError(await run(['--preset', 'speedrun-124m', '--out', out()]), 1, '--data');

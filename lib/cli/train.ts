@@ -46,6 +46,7 @@ Options:
   --warmdown <steps>            steps of the final linear decay to 0
   --device cpu|cuda|auto        where to train (default auto: cuda when available)
   --seed <n>                    initialisation seed (default 0); nothing else is random
+  --init <file.safetensors>     start from these weights (PyTorch names) instead of the seeded init
   --val-every <steps>           evaluate every n steps (and at step 0 and at the end)
   --val-tokens <n>              evaluate on the first n val tokens
   --vocab-size <n>              model vocabulary (default: 257 for byte-level data, else 50257)
@@ -104,6 +105,7 @@ export interface TrainArgs {
   out?: string;
   saveEvery?: number;
   resume?: string;
+  init?: string;
 }
 
 export { UsageError };
@@ -160,6 +162,7 @@ export function parseArgs(argv: readonly string[]): TrainArgs {
       case '--val-data': args.valData = value(); break;
       case '--out': case '-o': args.out = value(); break;
       case '--resume': args.resume = value(); break;
+      case '--init': args.init = value(); break;
       case '--steps': args.steps = parseInteger('--steps', value(), 1); break;
       case '--batch-size': args.batchSize = parseInteger('--batch-size', value(), 1); break;
       case '--micro-batch': args.microBatch = parseInteger('--micro-batch', value(), 1); break;
@@ -180,6 +183,7 @@ export function parseArgs(argv: readonly string[]): TrainArgs {
   if (args.help || args.version) return args;
   if ((args.data === undefined) !== (args.valData === undefined)) throw new UsageError('give both --data and --val-data (train and validation shards)');
   if (args.compare && args.resume !== undefined) throw new UsageError('--compare cannot be combined with --resume');
+  if (args.init !== undefined && args.resume !== undefined) throw new UsageError('--init starts a new run; a resumed run continues from its checkpoint\'s weights');
   if (args.compare && args.optimizer !== undefined) throw new UsageError('--compare runs both Muon and Newton-Muon; leave out --optimizer');
   return args;
 }
@@ -218,6 +222,7 @@ export function buildConfig(args: TrainArgs, optimizer?: OptimizerName): TrainCo
   if (args.valTokens !== undefined) c.valTokens = args.valTokens;
   if (args.saveEvery !== undefined) c.saveEvery = args.saveEvery;
   if (args.targetLoss !== undefined) c.targetLoss = args.targetLoss;
+  if (args.init !== undefined) c.initWeights = args.init;
   return validateConfig(c);
 }
 
@@ -226,7 +231,8 @@ export function buildConfig(args: TrainArgs, optimizer?: OptimizerName): TrainCo
  * target and data paths taken from the options; any other option must agree with it.
  */
 export function resumeConfig(saved: TrainConfig, args: TrainArgs, where: string): TrainConfig {
-  const c: TrainConfig = { ...saved, model: { ...saved.model } };
+  // initWeights: absent in configs written before it existed; it only matters for a fresh start.
+  const c: TrainConfig = { ...saved, model: { ...saved.model }, initWeights: saved.initWeights ?? null };
   const mismatch = (what: string, mine: unknown, theirs: unknown): never => {
     throw new CheckpointError(`checkpoint '${where}' is from another configuration: ${what} is ${JSON.stringify(theirs)} there, ${JSON.stringify(mine)} here`);
   };

@@ -8,7 +8,7 @@
 import { Dtype } from '../dtype';
 import { DeviceName, DeviceSpec, resolveDevice } from '../device';
 import { native } from '../native';
-import { add, axpy, cast, checkTensor, copy, fill, gemm, matmul, sum } from '../ops';
+import { add, axpy, cast, checkTensor, copy, fill, gemm, matmul, scale, sum } from '../ops';
 import { uniformSamples } from '../random';
 import { untracked } from '../scope';
 import { formatShape, sameShape } from '../shape';
@@ -201,6 +201,20 @@ export class GPT2 {
     return this.run(inputs, targets, B, T, true, opts);
   }
 
+  /**
+   * forwardBackward without the read-back: enqueues the work and returns the mean loss as a [1]
+   * f32 tensor on the model's device (the caller disposes it). Gradient accumulation over many
+   * micro-batches then needs no synchronisation until the caller reads a (summed) loss.
+   */
+  forwardBackwardLazy(inputs: TokenInput, targets: TokenInput, B: number, T: number, opts: ForwardBackwardOptions = {}): Tensor {
+    const total = this.compute(inputs, targets, B, T, true, opts);
+    try {
+      return untracked(() => scale(total, 1 / (B * T)));
+    } finally {
+      total.dispose();
+    }
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -214,6 +228,16 @@ export class GPT2 {
   // ---- the computation -----------------------------------------------------------------------
 
   private async run(inputs: TokenInput, targets: TokenInput, B: number, T: number, train: boolean, opts: ForwardBackwardOptions): Promise<number> {
+    const total = this.compute(inputs, targets, B, T, train, opts);
+    try {
+      return (await total.read())[0] / (B * T); // the mean formed in double
+    } finally {
+      total.dispose();
+    }
+  }
+
+  /** Checks the arguments, enqueues forward (and backward); returns the summed loss (a scalar f32 tensor, untracked). */
+  private compute(inputs: TokenInput, targets: TokenInput, B: number, T: number, train: boolean, opts: ForwardBackwardOptions): Tensor {
     const op = train ? 'GPT2.forwardBackward' : 'GPT2.loss';
     this.checkLive(op);
     for (const [k, v] of [['B', B], ['T', T]] as const) {
@@ -236,9 +260,8 @@ export class GPT2 {
       const { acts, xFinal } = this.forward(ids, B, T, lowp, weights, train ? opts.observeInputs : undefined, keep);
       const lossSum = this.head(xFinal, tgt, lowp, weights[WTE], train ? gradScale / (B * T) : 0, keep);
       if (train) this.backward(ids, acts, lossSum.dxFinal!, lowp, weights, B, T);
-      const total = keep(sum(lossSum.losses));
-      const value = (await total.read())[0];
-      return value / (B * T);
+      // The returned tensor outlives this call's temporaries: untracked, so no scope() frees it.
+      return untracked(() => sum(lossSum.losses));
     } finally {
       for (const t of temps) t.dispose();
     }

@@ -52,6 +52,11 @@ export interface TrainConfig {
   checkFinite: boolean;
   /** Val loss to report reaching (step and wall-clock); null: none. */
   targetLoss: number | null;
+  /**
+   * A safetensors file (PyTorch names, as GPT2.saveSafetensors writes) the run starts from instead
+   * of the seeded initialisation; null: the seeded initialisation. A resumed run ignores it.
+   */
+  initWeights: string | null;
 }
 
 /** The default base learning rate of each optimizer (speedrun record: Muon 0.0036, Newton-Muon 0.0040). */
@@ -86,6 +91,7 @@ export function presetConfig(preset: PresetName, optimizer: OptimizerName = 'new
       device: 'auto',
       checkFinite: true,
       targetLoss: 2.5,
+      initWeights: null,
     };
   }
   if (preset === 'speedrun-124m') {
@@ -113,6 +119,7 @@ export function presetConfig(preset: PresetName, optimizer: OptimizerName = 'new
       device: 'auto',
       checkFinite: true,
       targetLoss: 3.28,
+      initWeights: null,
     };
   }
   throw new ConfigError(`unknown preset '${String(preset)}' (expected ${PRESET_NAMES.join(' or ')})`);
@@ -156,6 +163,9 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (c.device !== 'cpu' && c.device !== 'cuda' && c.device !== 'auto') throw new ConfigError(`device must be cpu, cuda or auto (got '${String(c.device)}')`);
   if (c.targetLoss !== null && !(typeof c.targetLoss === 'number' && Number.isFinite(c.targetLoss) && c.targetLoss > 0)) {
     throw new ConfigError(`target loss must be a number > 0 (got ${String(c.targetLoss)})`);
+  }
+  if (c.initWeights !== null && (typeof c.initWeights !== 'string' || c.initWeights === '')) {
+    throw new ConfigError(`init weights must be a safetensors file path or null (got ${JSON.stringify(c.initWeights)})`);
   }
   const per = c.microBatch * c.seqLen;
   if (c.batchTokens % per !== 0) {

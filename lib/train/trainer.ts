@@ -3,8 +3,9 @@
 // gradients, metrics.jsonl / config.json, checkpoints and exact resumption.
 //
 // One step s (1-based, s = steps completed afterwards):
-//   zero grads; for each micro-batch: loader.next(), forwardBackward(gradScale 1/micro-batches,
-//   the observeInputs hook when the matrix optimizer collects statistics this step);
+//   zero grads; for each micro-batch: loader.next(), forwardBackwardLazy(gradScale 1/micro-batches,
+//   the observeInputs hook when the matrix optimizer collects statistics this step; the losses
+//   are summed on the device and read once, after the updates);
 //   check every gradient is finite (nothing is updated otherwise); set lr; step both optimizers;
 //   evaluate if s % valEvery == 0 or s == steps; log; checkpoint if s % saveEvery == 0 or s == steps.
 // Nothing in the loop is random, so model + optimizer state + loader position + step is the whole
@@ -23,11 +24,14 @@ import { resolveDevice } from '../device';
 import type { DeviceName } from '../device';
 import { GPT2 } from '../gpt2/model';
 import { WTE } from '../gpt2/config';
+import { axpy } from '../ops';
 import { AdamW } from '../optim/adamw';
 import { assertGradientsFinite } from '../optim/finite';
 import type { MatrixOptimizer, MatrixParam } from '../optim/matrix_optimizer';
 import { Muon } from '../optim/muon';
 import { NewtonMuon } from '../optim/newton_muon';
+import { untracked } from '../scope';
+import { zeros } from '../tensor';
 import type { OptimizerState } from '../optim/state';
 import {
   CheckpointError, CheckpointState, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, METRICS_FILE, MODEL_FILE, pruneCheckpoints,
@@ -188,11 +192,22 @@ export class Trainer {
     const trainer = new Trainer(options.config, options.outDir, options.onEvent ?? (() => undefined), options.onWarning, options.cacheDir);
     try {
       if (options.resumeFrom !== undefined) await trainer.restore(options.resumeFrom);
+      else if (trainer.config.initWeights !== null) await trainer.loadInitWeights(trainer.config.initWeights);
       trainer.prepareOutDir(options.resumeFrom !== undefined);
       return trainer;
     } catch (error) {
       trainer.dispose();
       throw error;
+    }
+  }
+
+  /** The starting weights from a safetensors file (config.initWeights), checked name by name. */
+  private async loadInitWeights(file: string): Promise<void> {
+    if (!fs.existsSync(file)) throw new DataError(`init weights '${file}' do not exist`);
+    try {
+      await this.model.loadSafetensors(file);
+    } catch (error) {
+      throw new DataError(`init weights: ${(error as Error).message.replace(/^GPT2\.loadSafetensors: /, '')}`);
     }
   }
 
@@ -317,27 +332,36 @@ export class Trainer {
       const lr = this.lrAt(this.step);
       this.model.zeroGrad();
       const observe = this.matrixOpt?.collectsStatistics() ? hook : undefined;
-      let loss = 0;
-      for (let k = 0; k < accum; k++) {
-        const { inputs, targets } = this.train.next();
-        loss += await this.model.forwardBackward(inputs, targets, B, T, { gradScale: 1 / accum, observeInputs: observe });
-      }
-      loss /= accum;
-      if (c.checkFinite) {
-        try {
-          await assertGradientsFinite(`step ${this.step + 1}`, grads);
-        } catch (error) {
-          throw new Error(`${(error as Error).message} (train loss ${loss}); stopping`);
+      // The micro-batch losses are summed on the device and read once per step: no
+      // synchronisation between micro-batches, so the host keeps the device queue full.
+      const lossSum = untracked(() => zeros([], { device: this.device }));
+      let loss: number;
+      try {
+        for (let k = 0; k < accum; k++) {
+          const { inputs, targets } = this.train.next();
+          const micro = this.model.forwardBackwardLazy(inputs, targets, B, T, { gradScale: 1 / accum, observeInputs: observe });
+          axpy(lossSum, micro, 1 / accum);
+          micro.dispose();
         }
+        if (c.checkFinite) {
+          try {
+            await assertGradientsFinite(`step ${this.step + 1}`, grads);
+          } catch (error) {
+            throw new Error(`${(error as Error).message} (train loss ${(await lossSum.read())[0]}); stopping`);
+          }
+        }
+        this.adam.lr = lr;
+        if (this.matrixOpt !== null) {
+          this.matrixOpt.lr = lr * c.matrixLrScale;
+          await this.matrixOpt.step();
+        }
+        await this.adam.step();
+        // The read is queued behind the updates (stream order): when it returns, the whole step
+        // has run, so the step time below covers forward, backward and both optimizers.
+        loss = (await lossSum.read())[0];
+      } finally {
+        lossSum.dispose();
       }
-      this.adam.lr = lr;
-      if (this.matrixOpt !== null) {
-        this.matrixOpt.lr = lr * c.matrixLrScale;
-        await this.matrixOpt.step();
-      }
-      await this.adam.step();
-      // The step's loss was read back, so its forward/backward ran; the update finishes before the
-      // next forward reads the weights (stream order). Timing includes it from the next step on.
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       this.step++;
       this.elapsedS += seconds;
