@@ -19,30 +19,19 @@ on the CPU). The output is deterministic for a given torch version.
 import json
 import math
 import os
-import struct
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from gpt2 import param_shapes, rmsnorm, rotary  # noqa: E402  (the reference model's pieces, from the spec)
+from safetensors_io import write_safetensors  # noqa: E402
 
 CONFIG = {"vocabSize": 67, "nLayer": 2, "nHead": 2, "nEmbd": 32, "maxSeqLen": 64}
 B, T = 2, 24
 SEED = 1234
 ATTN_GAIN = 3.0
 OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "gpt2-tiny.safetensors"))
-
-
-def rmsnorm(x, eps=1e-6):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-
-
-def rotary(x, base=10000.0):
-    # x: [B, T, H, D]; half-split form: y1 = x1 cos + x2 sin, y2 = -x1 sin + x2 cos
-    _, t, _, d = x.shape
-    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
-    angles = torch.outer(torch.arange(t, dtype=torch.float64), inv_freq)  # [T, D/2]
-    cos = angles.cos()[None, :, None, :]
-    sin = angles.sin()[None, :, None, :]
-    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
-    return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
 
 
 def forward(params, inputs, targets, cfg):
@@ -67,38 +56,6 @@ def forward(params, inputs, targets, cfg):
         x = x + gelu @ params[f"{p}.mlp.c_proj.weight"].T
     logits = rmsnorm(x) @ wte.T
     return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
-
-
-def param_shapes(cfg):
-    c = cfg["nEmbd"]
-    shapes = {"transformer.wte.weight": (cfg["vocabSize"], c)}
-    for i in range(cfg["nLayer"]):
-        p = f"transformer.h.{i}"
-        shapes[f"{p}.attn.c_attn.weight"] = (3 * c, c)
-        shapes[f"{p}.attn.c_proj.weight"] = (c, c)
-        shapes[f"{p}.mlp.c_fc.weight"] = (4 * c, c)
-        shapes[f"{p}.mlp.c_proj.weight"] = (c, 4 * c)
-    return shapes
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    offset = 0
-    blobs = []
-    for name, t in tensors.items():
-        data = t.detach().to(torch.float32).contiguous().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header)
-    text += " " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text.encode("utf-8"))
-        for blob in blobs:
-            f.write(blob)
-    os.replace(tmp, path)
 
 
 def self_check(params, inputs, targets, loss):
