@@ -148,6 +148,22 @@ describe.each(CUDA ? ['auto', 'naive'] as AttentionAlgo[] : ['auto'] as Attentio
   }
 });
 
+// Attention 'flash-bf16' (bf16 operands, any head dim on the CPU, here 16) through the whole model:
+// at the bf16 tolerances of the CUDA mixed-precision test above. Its op-level checks are in
+// test/attention-bf16.test.ts.
+test(`attention flash-bf16 (${device}, f32 elsewhere) stays close to the float64 reference`, async () => {
+  if (CUDA) return;  // CUDA has flash-bf16 for head dim 64 only; the parity block below covers it
+  const model = new GPT2(config, { device, precision: 'f32', seed: freshSeed(), attention: 'flash-bf16' });
+  try {
+    await model.loadStateDict(refParams);
+    const loss = await model.forwardBackward(inputs, targets, B, T);
+    expectLossClose(loss, refLoss, 3e-2, 'flash-bf16 forwardBackward');
+    expectGradsClose(await readAll(model.grads()), refGrads, 5e-2, 'flash-bf16');
+  } finally {
+    model.dispose();
+  }
+});
+
 // Head dim 64 (what the flash kernel is written for), T not a multiple of any tile size, vocab
 // not a multiple of anything: the CUDA model against the CPU one on identical weights.
 describe('CUDA vs CPU parity, head dim 64', () => {
@@ -174,6 +190,19 @@ describe('CUDA vs CPU parity, head dim 64', () => {
     }
   });
 
+  // flash-bf16 (tensor cores) at the bf16 tolerances, in both precisions.
+  for (const precision of ['f32', 'bf16'] as const) {
+    (CUDA ? test : test.skip)(`${precision}, attention flash-bf16`, async () => {
+      const gpu = new GPT2(parity, { device: 'cuda', seed, precision, attention: 'flash-bf16' });
+      try {
+        const loss = await gpu.forwardBackward(ids, tgt, pb, pt);
+        expectLossClose(loss, cpuLoss, 3e-2, `cuda ${precision} flash-bf16 vs cpu`);
+        expectGradsClose(await readAll(gpu.grads()), cpuGrads, 5e-2, `cuda ${precision} flash-bf16 vs cpu (seed ${seed})`);
+      } finally {
+        gpu.dispose();
+      }
+    });
+  }
   for (const algo of algos) {
     (CUDA ? test : test.skip)(`f32, attention ${algo}`, async () => {
       const gpu = new GPT2(parity, { device: 'cuda', seed, precision: 'f32', attention: algo });

@@ -4,6 +4,7 @@
 // forward (checks the reference itself), (2) every algo value ('auto', 'naive', 'flash') is
 // checked against the float64 forward / lse / backward, (3) on CUDA the naive and flash paths are
 // compared with each other, and every path must be deterministic (same bits twice).
+// 'flash-bf16' (bf16 operands, other semantics) is tested in attention-bf16.test.ts.
 // Layouts: qkv [B*T, 3C] = [B, T, 3, H, D]; out [B*T, C]; lse [B, H, T].
 import { attentionBackward, attentionForward, AttentionAlgo, rotary, Tensor, tensor } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';

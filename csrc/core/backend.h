@@ -209,8 +209,22 @@ typedef struct nm_backend_ops {
                       int64_t head_dim, float base, int32_t inverse);
   // Causal softmax attention reading q, k, v from qkv [B, T, 3, H, D] and writing out [B, T, H, D]
   // (= [B*T, C], the c_proj input) and lse [B, H, T] = log-sum-exp of each row of scaled scores
-  // (kept for backward). algo: NM_ATTN_AUTO / NM_ATTN_NAIVE / NM_ATTN_FLASH; the CPU has one
-  // implementation and accepts all three; CUDA implements both naive and flash and AUTO picks.
+  // (natural log, kept for backward). algo (NM_ATTN_*, below):
+  //   AUTO, NAIVE, FLASH: exact softmax attention computed in f32. The CPU has one
+  //     implementation for all three; CUDA has naive (cuBLAS) and flash (fused, f32 CUDA cores,
+  //     head dims 16, 32, 64) and AUTO picks flash for head dim 64, naive otherwise.
+  //   FLASH_BF16: the same attention with bf16 operands, precisely (r = f32 -> bf16 rounding to
+  //     nearest even; s2_ij = (r(q_i) . r(k_j)) * f32(scale * log2(e)); keys j <= i):
+  //       forward:  out_i = sum_j r(2^(s2_ij - M_i)) r(v_j) / l_i,  l_i = sum_j 2^(s2_ij - M_i),
+  //                 lse_i = (M_i + log2(l_i)) ln 2, where M_i is an integer (ceil of the row's
+  //                 running maximum of s2): r(2^(s2 - M)) 2^M is the same for every integer M,
+  //                 so the rounded probabilities are r(e^{s_ij}) whatever the tiling;
+  //       backward: dO^ = r(dout); delta_i = dO^_i . out_i; p_ij = 2^(s2_ij - lse_i log2(e));
+  //                 ds_ij = p_ij (dO^_i . r(v_j) - delta_i);
+  //                 dV_j = sum_i r(p_ij) dO^_i,  dK_j = scale sum_i r(ds_ij) r(q_i),
+  //                 dQ_i = scale sum_j r(ds_ij) r(k_j).
+  //     Scores, softmax statistics and all sums are f32 or wider. CUDA: tensor cores (wmma), head
+  //     dim 64 only (other head dims: NM_ERR_INVALID); CPU: any head dim. Never chosen by AUTO.
   nm_status (*attention_forward)(nm_backend* be, void* out_f32, void* lse_f32,
                                  const void* qkv_f32, int64_t b, int64_t t, int64_t heads,
                                  int64_t head_dim, float scale, int32_t algo);
@@ -232,6 +246,7 @@ typedef struct nm_backend_ops {
 #define NM_ATTN_AUTO 0
 #define NM_ATTN_NAIVE 1
 #define NM_ATTN_FLASH 2
+#define NM_ATTN_FLASH_BF16 3  // bf16 operands (tensor cores on CUDA), see attention_forward
 
 // Size in bytes of one element of dtype (0 for an unknown value).
 static inline size_t nm_dtype_size(nm_dtype dtype) {

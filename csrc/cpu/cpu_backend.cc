@@ -475,8 +475,11 @@ bool spans_overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes)
 nm_status check_attention_args(const char* op, int64_t b, int64_t t, int64_t heads,
                                int64_t head_dim, float scale, int32_t algo, int64_t* total) {
   NM_REQUIRE(b >= 0 && t >= 0 && heads >= 0 && head_dim >= 0, op, "negative size");
-  NM_REQUIRE(algo == NM_ATTN_AUTO || algo == NM_ATTN_NAIVE || algo == NM_ATTN_FLASH, op,
-             "algo must be NM_ATTN_AUTO (0), NM_ATTN_NAIVE (1) or NM_ATTN_FLASH (2), got " +
+  NM_REQUIRE(algo == NM_ATTN_AUTO || algo == NM_ATTN_NAIVE || algo == NM_ATTN_FLASH ||
+                 algo == NM_ATTN_FLASH_BF16,
+             op,
+             "algo must be NM_ATTN_AUTO (0), NM_ATTN_NAIVE (1), NM_ATTN_FLASH (2) or "
+             "NM_ATTN_FLASH_BF16 (3), got " +
                  std::to_string(algo));
   NM_REQUIRE(scale - scale == 0.0f, op, "scale must be finite");
   *total = qkv_elements(b, t, heads, head_dim);
@@ -504,7 +507,12 @@ nm_status attention_forward_op(nm_backend* be, void* out, void* lse, const void*
   float* o = static_cast<float*>(out);
   float* l = static_cast<float*>(lse);
   const float* x = static_cast<const float*>(qkv);
-  be->queue.enqueue([=] { attention_forward(o, l, x, b, t, heads, head_dim, scale); });
+  // One f32 implementation serves auto, naive and flash; flash-bf16 has its own roundings.
+  if (algo == NM_ATTN_FLASH_BF16) {
+    be->queue.enqueue([=] { attention_forward_bf16(o, l, x, b, t, heads, head_dim, scale); });
+  } else {
+    be->queue.enqueue([=] { attention_forward(o, l, x, b, t, heads, head_dim, scale); });
+  }
   return NM_OK;
 }
 
@@ -532,7 +540,12 @@ nm_status attention_backward_op(nm_backend* be, void* dqkv, const void* dout, co
   const float* x = static_cast<const float*>(qkv);
   const float* o = static_cast<const float*>(out);
   const float* l = static_cast<const float*>(lse);
-  be->queue.enqueue([=] { attention_backward(d, g, x, o, l, b, t, heads, head_dim, scale); });
+  if (algo == NM_ATTN_FLASH_BF16) {
+    be->queue.enqueue(
+        [=] { attention_backward_bf16(d, g, x, o, l, b, t, heads, head_dim, scale); });
+  } else {
+    be->queue.enqueue([=] { attention_backward(d, g, x, o, l, b, t, heads, head_dim, scale); });
+  }
   return NM_OK;
 }
 

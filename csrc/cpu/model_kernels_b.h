@@ -41,6 +41,19 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
                         const float* lse, int64_t b, int64_t t, int64_t heads, int64_t head_dim,
                         float scale);
 
+// ---- model_attention_bf16.cc ----------------------------------------------------------------
+// 'flash-bf16' (NM_ATTN_FLASH_BF16): the definition in core/backend.h, i.e. q, k, v and dout
+// rounded to bf16 before any product, the probabilities rounded to bf16 before P.V (forward) and
+// P, dS before dV = P^T dO, dK = dS^T Q, dQ = dS K (backward); any head dim. Here: score dot
+// products in f32 (increasing d), M = ceil(row max of s2), exponentials with exp2f, l and delta
+// summed in double, P.V and the gradient products in f32 in increasing key / query order. Same
+// parallel split and determinism as attention_forward / attention_backward.
+void attention_forward_bf16(float* out, float* lse, const float* qkv, int64_t b, int64_t t,
+                            int64_t heads, int64_t head_dim, float scale);
+void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, const float* out,
+                             const float* lse, int64_t b, int64_t t, int64_t heads,
+                             int64_t head_dim, float scale);
+
 }  // namespace nm::cpu
 
 #endif  // NM_CPU_MODEL_KERNELS_B_H

@@ -1,5 +1,5 @@
 // Internal interface between the attention entry points (model_attention_naive.cu: validation
-// and the algorithm choice) and the two implementations. Arguments are validated by the caller;
+// and the algorithm choice) and the three implementations. Arguments are validated by the caller;
 // the backend's device is current. Layouts as in core/backend.h: qkv [B, T, 3, H, D],
 // out / dout [B, T, H, D], lse [B, H, T].
 #ifndef NM_CUDA_MODEL_ATTENTION_H
@@ -36,6 +36,16 @@ nm_status attention_forward_flash(nm_backend* be, const char* op, float* out, fl
 nm_status attention_backward_flash(nm_backend* be, const char* op, float* dqkv,
                                    const float* dout, const float* qkv, const float* out,
                                    const float* lse, const AttentionDims& dims);
+
+// bf16 tensor-core kernels (wmma), head_dim 64 only (model_attention_flash_bf16.cu); the
+// semantics are in attention_flash_bf16_kernels.cuh and core/backend.h. They fail with
+// NM_ERR_INVALID for another head_dim.
+bool flash_bf16_supports_head_dim(int64_t head_dim);
+nm_status attention_forward_flash_bf16(nm_backend* be, const char* op, float* out, float* lse,
+                                       const float* qkv, const AttentionDims& dims);
+nm_status attention_backward_flash_bf16(nm_backend* be, const char* op, float* dqkv,
+                                        const float* dout, const float* qkv, const float* out,
+                                        const float* lse, const AttentionDims& dims);
 
 }  // namespace nm_cuda
 

@@ -1,5 +1,6 @@
 // attention_forward / attention_backward: the entry points (argument checks, the algorithm
-// choice) and the "naive" implementation; the fused flash kernels are in model_attention_flash.cu.
+// choice) and the "naive" implementation; the fused flash kernels are in model_attention_flash.cu,
+// the bf16 tensor-core ones ('flash-bf16') in model_attention_flash_bf16.cu.
 //
 // Naive = batched cuBLAS GEMMs (f32 in, f32 accumulate, no TF32: the handle's default math mode)
 // over a materialised [H, T, T] score matrix per batch entry, plus row kernels:
@@ -137,9 +138,10 @@ nm_status check_dims(const char* op, int64_t b, int64_t t, int64_t heads, int64_
     return fail_invalid(op, "b, t, heads, head_dim must be >= 0 (got %lld, %lld, %lld, %lld)",
                         (long long)b, (long long)t, (long long)heads, (long long)head_dim);
   }
-  if (algo != NM_ATTN_AUTO && algo != NM_ATTN_NAIVE && algo != NM_ATTN_FLASH) {
-    return fail_invalid(op, "algo must be NM_ATTN_AUTO (0), NM_ATTN_NAIVE (1) or NM_ATTN_FLASH "
-                            "(2), got %d", (int)algo);
+  if (algo != NM_ATTN_AUTO && algo != NM_ATTN_NAIVE && algo != NM_ATTN_FLASH &&
+      algo != NM_ATTN_FLASH_BF16) {
+    return fail_invalid(op, "algo must be NM_ATTN_AUTO (0), NM_ATTN_NAIVE (1), NM_ATTN_FLASH (2) "
+                            "or NM_ATTN_FLASH_BF16 (3), got %d", (int)algo);
   }
   if (!isfinite(scale)) return fail_invalid(op, "scale must be finite, got %g", (double)scale);
   int64_t rows = 0, width = 0;
@@ -160,18 +162,29 @@ bool spans_overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes)
   return a_bytes != 0 && b_bytes != 0 && x < y + b_bytes && y < x + a_bytes;
 }
 
-// flash for head_dim 64 under AUTO, naive otherwise; FLASH with an unsupported head_dim fails.
-nm_status pick_flash(const char* op, int32_t algo, int64_t head_dim, bool* flash) {
+enum class Impl { kNaive, kFlash, kFlashBf16 };
+
+// AUTO: flash for head_dim 64, naive otherwise. AUTO deliberately never picks flash-bf16: its
+// kernels are verified in host emulation only and have not yet run on a GPU (docs/GPU.md); make
+// it the default only after the CUDA suites pass on hardware. FLASH / FLASH_BF16 with a head_dim
+// they have no kernel for fail here, before anything is enqueued.
+nm_status pick_impl(const char* op, int32_t algo, int64_t head_dim, Impl* impl) {
   if (algo == NM_ATTN_NAIVE) {
-    *flash = false;
+    *impl = Impl::kNaive;
   } else if (algo == NM_ATTN_FLASH) {
     if (!flash_supports_head_dim(head_dim)) {
       return fail_invalid(op, "the flash algorithm supports head_dim 16, 32 and 64, got %lld "
                               "(use NM_ATTN_NAIVE or NM_ATTN_AUTO)", (long long)head_dim);
     }
-    *flash = true;
+    *impl = Impl::kFlash;
+  } else if (algo == NM_ATTN_FLASH_BF16) {
+    if (!flash_bf16_supports_head_dim(head_dim)) {
+      return fail_invalid(op, "the flash-bf16 algorithm supports head_dim 64 only on CUDA, got "
+                              "%lld (use NM_ATTN_NAIVE or NM_ATTN_AUTO)", (long long)head_dim);
+    }
+    *impl = Impl::kFlashBf16;
   } else {
-    *flash = head_dim == 64;
+    *impl = head_dim == 64 ? Impl::kFlash : Impl::kNaive;
   }
   return NM_OK;
 }
@@ -265,8 +278,8 @@ nm_status attention_forward(nm_backend* be, void* out_f32, void* lse_f32, const 
   NM_TRY(enter(be, kOp));
   int64_t total = 0;
   NM_TRY(check_dims(kOp, b, t, heads, head_dim, scale, algo, &total));
-  bool flash = false;
-  NM_TRY(pick_flash(kOp, algo, head_dim, &flash));
+  Impl impl = Impl::kNaive;
+  NM_TRY(pick_impl(kOp, algo, head_dim, &impl));
   if (b == 0 || t == 0 || heads == 0) return NM_OK;  // nothing to write
   if (head_dim == 0) return fail_invalid(kOp, "head_dim must be >= 1");
   NM_TRY(check_ptr(kOp, "out", out_f32, total));
@@ -283,8 +296,12 @@ nm_status attention_forward(nm_backend* be, void* out_f32, void* lse_f32, const 
   float* out = static_cast<float*>(out_f32);
   float* lse = static_cast<float*>(lse_f32);
   const float* qkv = static_cast<const float*>(qkv_f32);
-  return flash ? attention_forward_flash(be, kOp, out, lse, qkv, dims)
-               : attention_forward_naive(be, kOp, out, lse, qkv, dims);
+  switch (impl) {
+    case Impl::kFlash: return attention_forward_flash(be, kOp, out, lse, qkv, dims);
+    case Impl::kFlashBf16: return attention_forward_flash_bf16(be, kOp, out, lse, qkv, dims);
+    case Impl::kNaive: break;
+  }
+  return attention_forward_naive(be, kOp, out, lse, qkv, dims);
 }
 
 nm_status attention_backward(nm_backend* be, void* dqkv_f32, const void* dout_f32,
@@ -295,8 +312,8 @@ nm_status attention_backward(nm_backend* be, void* dqkv_f32, const void* dout_f3
   NM_TRY(enter(be, kOp));
   int64_t total = 0;
   NM_TRY(check_dims(kOp, b, t, heads, head_dim, scale, algo, &total));
-  bool flash = false;
-  NM_TRY(pick_flash(kOp, algo, head_dim, &flash));
+  Impl impl = Impl::kNaive;
+  NM_TRY(pick_impl(kOp, algo, head_dim, &impl));
   if (total == 0) return NM_OK;  // dqkv is empty
   NM_TRY(check_ptr(kOp, "dqkv", dqkv_f32, total));
   NM_TRY(check_ptr(kOp, "dout", dout_f32, total));
@@ -317,8 +334,13 @@ nm_status attention_backward(nm_backend* be, void* dqkv_f32, const void* dout_f3
   const float* qkv = static_cast<const float*>(qkv_f32);
   const float* out = static_cast<const float*>(out_f32);
   const float* lse = static_cast<const float*>(lse_f32);
-  return flash ? attention_backward_flash(be, kOp, dqkv, dout, qkv, out, lse, dims)
-               : attention_backward_naive(be, kOp, dqkv, dout, qkv, out, lse, dims);
+  switch (impl) {
+    case Impl::kFlash: return attention_backward_flash(be, kOp, dqkv, dout, qkv, out, lse, dims);
+    case Impl::kFlashBf16:
+      return attention_backward_flash_bf16(be, kOp, dqkv, dout, qkv, out, lse, dims);
+    case Impl::kNaive: break;
+  }
+  return attention_backward_naive(be, kOp, dqkv, dout, qkv, out, lse, dims);
 }
 
 }  // namespace nm_cuda

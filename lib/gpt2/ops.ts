@@ -6,8 +6,15 @@ import { checkTensor } from '../ops';
 import { formatShape, sameShape } from '../shape';
 import { empty, Tensor } from '../tensor';
 
-export type AttentionAlgo = 'auto' | 'naive' | 'flash';
-const ALGO_CODES: Record<AttentionAlgo, number> = { auto: 0, naive: 1, flash: 2 };
+/**
+ * 'auto' | 'naive' | 'flash': exact softmax attention in f32 (on CUDA, 'auto' picks 'flash' for
+ * head dim 64, 'naive' otherwise). 'flash-bf16': bf16 operands (q, k, v, dout and the
+ * probabilities / dS rounded to bf16 before their products, f32 accumulation; precisely as in
+ * csrc/core/backend.h), tensor cores on CUDA (head dim 64 only), any head dim on the CPU. Never
+ * chosen by 'auto'.
+ */
+export type AttentionAlgo = 'auto' | 'naive' | 'flash' | 'flash-bf16';
+const ALGO_CODES: Record<AttentionAlgo, number> = { auto: 0, naive: 1, flash: 2, 'flash-bf16': 3 };
 
 function need(t: Tensor, what: string, shape: readonly number[], dtype: Dtype): void {
   checkTensor(t, what);
@@ -35,7 +42,9 @@ function outDtypeOf(value: Dtype | undefined, what: string): Dtype {
 
 function algoCode(algo: AttentionAlgo | undefined): number {
   const a = algo ?? 'auto';
-  if (!(a in ALGO_CODES)) throw new TypeError(`attention: algo must be 'auto', 'naive' or 'flash', got ${JSON.stringify(algo)}`);
+  if (typeof a !== 'string' || !Object.prototype.hasOwnProperty.call(ALGO_CODES, a)) {
+    throw new TypeError(`attention: algo must be 'auto', 'naive', 'flash' or 'flash-bf16', got ${JSON.stringify(algo)}`);
+  }
   return ALGO_CODES[a];
 }
 

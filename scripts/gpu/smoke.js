@@ -327,6 +327,16 @@ if (typeof nm.rmsnormForward === 'function') {
       return { out: f.out, lse: f.lse, dqkv };
     });
   }
+  // flash-bf16 (bf16 tensor cores on CUDA, head dim 64 only) against the CPU's flash-bf16, which
+  // has the same definition (the same bf16 roundings): they differ only by f32 summation order
+  // and the rare probability that rounds to the other bf16 neighbour, hence 1e-3.
+  add('attentionForward/Backward', 'b 2, t 77, 2 heads of 64, flash-bf16 on both', 1e-3, (d) => {
+    const s = { b: 2, t: 77, heads: 2 };
+    const qkv = r([154, 384], 150, d, { std: 1.5 });
+    const f = nm.attentionForward(qkv, s, { algo: 'flash-bf16' });
+    const dout = r([154, 128], 151, d);
+    return { out: f.out, lse: f.lse, dqkv: nm.attentionBackward(dout, qkv, f.out, f.lse, s, { algo: 'flash-bf16' }) };
+  });
   add('crossEntropy', 'n 13, vocab 101, loss and gradient', 1e-5, (d) => {
     const logits = r([13, 101], 149, d, { std: 3 });
     const targets = nm.tensor(new Int32Array([0, 100, 5, 5, 17, 99, 1, 2, 3, 50, 60, 70, 80]), [13], { device: d });
