@@ -7,7 +7,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import {
-  copy, empty, GPT2, GPT2_124M, parameterSpecs, readSafetensors, readSafetensorsMetadata, Tensor, tensor, writeSafetensors,
+  copy, empty, GPT2, GPT2_124M, memoryStats, parameterSpecs, readSafetensors, readSafetensorsMetadata, resetPeakMemory, synchronize, Tensor, tensor,
+  writeSafetensors,
 } from '../lib/index';
 import type { GPT2Config, SafetensorsEntry } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
@@ -364,6 +365,34 @@ describe('gradients', () => {
 });
 
 // ---- the Newton-Muon hook --------------------------------------------------------------------
+
+describe('activation memory', () => {
+  /** Peak bytes above what was live before one call (the model's own buffers excluded). */
+  async function extraPeak(nLayer: number, train: boolean): Promise<number> {
+    const cfg = { ...TINY, nLayer, nEmbd: 64, nHead: 2 };
+    const m = model(cfg, { seed: freshSeed() });
+    const { ids, tgt } = batch(freshSeed(), cfg, 4, 32);
+    await synchronize(device);
+    resetPeakMemory();
+    const before = memoryStats()[device]!.bytes;
+    if (train) await m.forwardBackward(ids, tgt, 4, 32);
+    else await m.loss(ids, tgt, 4, 32);
+    await synchronize(device);
+    return memoryStats()[device]!.peakBytes - before;
+  }
+
+  test('loss() holds one layer of activations at a time; forwardBackward() keeps every layer for the backward pass', async () => {
+    const eval1 = await extraPeak(1, false);
+    const eval6 = await extraPeak(6, false);
+    const train1 = await extraPeak(1, true);
+    const train6 = await extraPeak(6, true);
+    // Per layer, forwardBackward keeps ~20 [B*T, C] f32 tensors (x, qkv, h, ...): 6 layers cost
+    // 5 layers more than 1. loss() frees each layer when the next starts: depth adds almost nothing.
+    const perLayer = (train6 - train1) / 5;
+    expect(perLayer).toBeGreaterThan(10 * 4 * 32 * 64 * 4);
+    expect(eval6 - eval1).toBeLessThan(0.5 * perLayer);
+  });
+});
 
 describe('observeInputs', () => {
   test('called once per Muon matrix, 4 per layer in order, with [B*T, C] / [B*T, 4C] inputs in the GEMM precision', async () => {

@@ -2,6 +2,7 @@
 // speedrun record's exact numbers), validation, and how command-line options map onto a config.
 import { buildConfig, parseArgs, resumeConfig, UsageError } from '../lib/cli/train';
 import { ConfigError, lrMultiplier, microBatches, presetConfig, validateConfig } from '../lib/train';
+import type { TrainConfig } from '../lib/train';
 
 describe('lr schedule', () => {
   test('constant, then a linear warmdown to 0 over the last warmdownSteps (modded-nanogpt get_lr)', () => {
@@ -103,6 +104,15 @@ describe('command-line options', () => {
     expect(c.warmdownSteps).toBe(Math.round((presetConfig('tiny').warmdownSteps * 40) / presetConfig('tiny').steps));
   });
 
+  test('--attention and --init reach the config; a bad algorithm is a usage error naming the choices', () => {
+    expect(buildConfig(parseArgs([])).attention).toBe('auto');
+    expect(buildConfig(parseArgs([])).initWeights).toBeNull();
+    const c = buildConfig(parseArgs(['--attention', 'flash-bf16', '--init', 'w.safetensors']));
+    expect([c.attention, c.initWeights]).toEqual(['flash-bf16', 'w.safetensors']);
+    expect(() => parseArgs(['--attention', 'fast'])).toThrow(/--attention must be auto, naive, flash, flash-bf16 \(got 'fast'\)/);
+    expect(() => validateConfig({ ...presetConfig('tiny'), attention: 'fast' as never })).toThrow(/attention must be/);
+  });
+
   test('--steps with --warmdown / --warmup', () => {
     expect(buildConfig(parseArgs(['--steps', '30', '--warmdown', '9']))).toMatchObject({ steps: 30, warmdownSteps: 9, warmupSteps: 0 });
     expect(buildConfig(parseArgs(['--steps', '30', '--warmup', '5', '--warmdown', '10']))).toMatchObject({ warmupSteps: 5, warmdownSteps: 10 });
@@ -140,5 +150,10 @@ describe('command-line options', () => {
     expect(() => resumeConfig(saved, parseArgs(['--optimizer', 'muon']), 'ck')).toThrow(/another configuration: optimizer is "newton-muon" there, "muon" here/);
     expect(() => resumeConfig(saved, parseArgs(['--lr', '0.5']), 'ck')).toThrow(/lr is 0.03 there, 0.5 here/);
     expect(() => resumeConfig(saved, parseArgs(['--seed', '3']), 'ck')).toThrow(/seed/);
+    // The attention kernel may change on resume (numerics, not state); configs written before
+    // attention / initWeights existed resume with their defaults.
+    expect(resumeConfig(saved, parseArgs(['--attention', 'naive']), 'ck').attention).toBe('naive');
+    const { attention: _a, initWeights: _i, ...older } = saved;
+    expect(resumeConfig(older as TrainConfig, parseArgs([]), 'ck')).toEqual(saved);
   });
 });

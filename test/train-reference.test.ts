@@ -34,7 +34,7 @@ interface ReferencePoint {
 
 const fixture = readSafetensors(FIXTURE);
 const meta = readSafetensorsMetadata(FIXTURE);
-const baseConfig = JSON.parse(meta.config) as Omit<TrainConfig, 'optimizer' | 'lr' | 'data' | 'initWeights'>;
+const baseConfig = JSON.parse(meta.config) as Omit<TrainConfig, 'optimizer' | 'lr' | 'data' | 'initWeights' | 'attention'>;
 const lrs = JSON.parse(meta.lrs) as Record<OptimizerName, number>;
 const curves = JSON.parse(meta.curves) as Record<OptimizerName, ReferencePoint[]>;
 
@@ -64,7 +64,7 @@ afterAll(() => {
 async function train(optimizer: OptimizerName): Promise<MetricPoint[]> {
   const config: TrainConfig = {
     ...baseConfig, model: { ...baseConfig.model }, optimizer, lr: lrs[optimizer], device: TEST_DEVICE,
-    data: { kind: 'shards', train: trainShard, val: valShard }, initWeights: init,
+    data: { kind: 'shards', train: trainShard, val: valShard }, initWeights: init, attention: 'auto',
   };
   const trainer = await Trainer.create({ config, outDir: path.join(root, optimizer), onWarning: () => undefined });
   try {

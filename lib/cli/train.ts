@@ -9,6 +9,8 @@ import * as path from 'path';
 import { CliIO, parseOrUsageExit, parseSuffixed, UsageError } from './common';
 import { DataError } from '../data/errors';
 import { devices } from '../device';
+import { ATTENTION_ALGOS } from '../gpt2/ops';
+import type { AttentionAlgo } from '../gpt2/ops';
 import { CheckpointError, findCheckpoint, readCheckpointState } from '../train/checkpoint';
 import { ConfigError, OPTIMIZER_NAMES, presetConfig, PRESET_NAMES, validateConfig } from '../train/config';
 import type { OptimizerName, PresetName, TrainConfig } from '../train/config';
@@ -47,6 +49,7 @@ Options:
   --device cpu|cuda|auto        where to train (default auto: cuda when available)
   --seed <n>                    initialisation seed (default 0); nothing else is random
   --init <file.safetensors>     start from these weights (PyTorch names) instead of the seeded init
+  --attention <algo>            auto|naive|flash|flash-bf16: the attention kernel (CUDA; default auto)
   --val-every <steps>           evaluate every n steps (and at step 0 and at the end)
   --val-tokens <n>              evaluate on the first n val tokens
   --vocab-size <n>              model vocabulary (default: 257 for byte-level data, else 50257)
@@ -106,6 +109,7 @@ export interface TrainArgs {
   saveEvery?: number;
   resume?: string;
   init?: string;
+  attention?: AttentionAlgo;
 }
 
 export { UsageError };
@@ -163,6 +167,12 @@ export function parseArgs(argv: readonly string[]): TrainArgs {
       case '--out': case '-o': args.out = value(); break;
       case '--resume': args.resume = value(); break;
       case '--init': args.init = value(); break;
+      case '--attention': {
+        const v = value();
+        if (!(ATTENTION_ALGOS as readonly string[]).includes(v)) throw new UsageError(`--attention must be ${ATTENTION_ALGOS.join(', ')} (got '${v}')`);
+        args.attention = v as AttentionAlgo;
+        break;
+      }
       case '--steps': args.steps = parseInteger('--steps', value(), 1); break;
       case '--batch-size': args.batchSize = parseInteger('--batch-size', value(), 1); break;
       case '--micro-batch': args.microBatch = parseInteger('--micro-batch', value(), 1); break;
@@ -223,6 +233,7 @@ export function buildConfig(args: TrainArgs, optimizer?: OptimizerName): TrainCo
   if (args.saveEvery !== undefined) c.saveEvery = args.saveEvery;
   if (args.targetLoss !== undefined) c.targetLoss = args.targetLoss;
   if (args.init !== undefined) c.initWeights = args.init;
+  if (args.attention !== undefined) c.attention = args.attention;
   return validateConfig(c);
 }
 
@@ -232,7 +243,7 @@ export function buildConfig(args: TrainArgs, optimizer?: OptimizerName): TrainCo
  */
 export function resumeConfig(saved: TrainConfig, args: TrainArgs, where: string): TrainConfig {
   // initWeights: absent in configs written before it existed; it only matters for a fresh start.
-  const c: TrainConfig = { ...saved, model: { ...saved.model }, initWeights: saved.initWeights ?? null };
+  const c: TrainConfig = { ...saved, model: { ...saved.model }, initWeights: saved.initWeights ?? null, attention: saved.attention ?? 'auto' };
   const mismatch = (what: string, mine: unknown, theirs: unknown): never => {
     throw new CheckpointError(`checkpoint '${where}' is from another configuration: ${what} is ${JSON.stringify(theirs)} there, ${JSON.stringify(mine)} here`);
   };
@@ -258,6 +269,7 @@ export function resumeConfig(saved: TrainConfig, args: TrainArgs, where: string)
   }
   if (args.warmdown !== undefined) c.warmdownSteps = args.warmdown;
   if (args.device !== undefined) c.device = args.device;
+  if (args.attention !== undefined) c.attention = args.attention;
   if (args.valEvery !== undefined) c.valEvery = args.valEvery;
   if (args.valTokens !== undefined) c.valTokens = args.valTokens;
   if (args.saveEvery !== undefined) c.saveEvery = args.saveEvery;

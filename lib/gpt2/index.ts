@@ -5,7 +5,7 @@ export type { GPT2Config, ParamSpec } from './config';
 export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from './safetensors';
 export type { SafetensorsEntry } from './safetensors';
 export {
-  attentionBackward, attentionForward, crossEntropy, embeddingBackward, embeddingForward, geluBackward, geluForward,
+  ATTENTION_ALGOS, attentionBackward, attentionForward, crossEntropy, embeddingBackward, embeddingForward, geluBackward, geluForward,
   rmsnormBackward, rmsnormForward, rotary,
 } from './ops';
 export type { AttentionAlgo, AttentionShape, RmsnormOptions } from './ops';

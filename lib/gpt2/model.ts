@@ -257,7 +257,7 @@ export class GPT2 {
       const tgt = keep(this.tokens(targets, B * T, `${op}: targets`));
       const lowp: Dtype = train ? this.precisionDtype() : 'f32';
       const weights = this.computeWeights(lowp, keep);
-      const { acts, xFinal } = this.forward(ids, B, T, lowp, weights, train ? opts.observeInputs : undefined, keep);
+      const { acts, xFinal } = this.forward(ids, B, T, lowp, weights, train ? opts.observeInputs : undefined, keep, train);
       const lossSum = this.head(xFinal, tgt, lowp, weights[WTE], train ? gradScale / (B * T) : 0, keep);
       if (train) this.backward(ids, acts, lossSum.dxFinal!, lowp, weights, B, T);
       // The returned tensor outlives this call's temporaries: untracked, so no scope() frees it.
@@ -299,41 +299,54 @@ export class GPT2 {
     return out;
   }
 
+  /**
+   * The blocks. With `retain` (training) every activation the backward pass reads is kept (via
+   * `keep`, freed when the call ends); without it (loss(), evaluation) each layer's tensors are
+   * freed as soon as the next layer's input exists, so evaluation holds one layer at a time.
+   */
   private forward(ids: Tensor, B: number, T: number, lowp: Dtype, w: Record<string, Tensor>,
-    observe: ((name: string, x: Tensor) => void) | undefined, keep: <X extends Tensor>(t: X) => X): { acts: LayerActivations[]; xFinal: Tensor } {
+    observe: ((name: string, x: Tensor) => void) | undefined, keep: <X extends Tensor>(t: X) => X, retain: boolean): { acts: LayerActivations[]; xFinal: Tensor } {
     const { nLayer, nHead, nEmbd: C } = this.config;
     const shape = { b: B, t: T, heads: nHead };
     const residualScale = 1 / Math.sqrt(2 * nLayer);
-    let x = keep(embeddingForward(this.params[WTE], ids));
+    let x = embeddingForward(this.params[WTE], ids);
     const acts: LayerActivations[] = [];
     for (let l = 0; l < nLayer; l++) {
       const p = `transformer.h.${l}`;
+      // Everything goes to `keep` (so an error anywhere frees it); without `retain` the layer's
+      // tensors are also freed at the layer's end (dispose is idempotent).
+      const layerTemps: Tensor[] = [keep(x)];
+      const hold = <X extends Tensor>(t: X): X => {
+        layerTemps.push(t);
+        return keep(t);
+      };
       const n1 = rmsnormForward(x, { eps: RMS_EPS, outDtype: lowp });
-      const a1 = keep(n1.out);
-      const rstd1 = keep(n1.rstd);
+      const a1 = hold(n1.out);
+      const rstd1 = hold(n1.rstd);
       observe?.(`${p}.attn.c_attn.weight`, a1);
-      const qkv = keep(matmul(a1, w[`${p}.attn.c_attn.weight`], { transB: true, outDtype: 'f32' }));
+      const qkv = hold(matmul(a1, w[`${p}.attn.c_attn.weight`], { transB: true, outDtype: 'f32' }));
       rotary(qkv, shape, { base: ROPE_BASE });
       const at = attentionForward(qkv, shape, { algo: this.attention });
-      const att = keep(at.out);
-      const lse = keep(at.lse);
-      const attC = lowp === 'f32' ? att : keep(cast(att, lowp));
+      const att = hold(at.out);
+      const lse = hold(at.lse);
+      const attC = lowp === 'f32' ? att : hold(cast(att, lowp));
       observe?.(`${p}.attn.c_proj.weight`, attC);
       const y = matmul(attC, w[`${p}.attn.c_proj.weight`], { transB: true, outDtype: 'f32' });
-      const xMid = keep(copy(empty([B * T, C], { device: this.device }), x));
+      const xMid = hold(copy(empty([B * T, C], { device: this.device }), x));
       axpy(xMid, y, residualScale);
       y.dispose(); // not needed by backward: free it now (stream-ordered) to keep the peak down
       const n2 = rmsnormForward(xMid, { eps: RMS_EPS, outDtype: lowp });
-      const a2 = keep(n2.out);
-      const rstd2 = keep(n2.rstd);
+      const a2 = hold(n2.out);
+      const rstd2 = hold(n2.rstd);
       observe?.(`${p}.mlp.c_fc.weight`, a2);
-      const h = keep(matmul(a2, w[`${p}.mlp.c_fc.weight`], { transB: true, outDtype: 'f32' }));
-      const g = keep(geluForward(h, { outDtype: lowp }));
+      const h = hold(matmul(a2, w[`${p}.mlp.c_fc.weight`], { transB: true, outDtype: 'f32' }));
+      const g = hold(geluForward(h, { outDtype: lowp }));
       observe?.(`${p}.mlp.c_proj.weight`, g);
       const z = matmul(g, w[`${p}.mlp.c_proj.weight`], { transB: true, outDtype: 'f32' });
-      acts.push({ x, rstd1, a1, qkv, att, attC, lse, xMid, rstd2, a2, h, g });
+      if (retain) acts.push({ x, rstd1, a1, qkv, att, attC, lse, xMid, rstd2, a2, h, g });
       x = keep(add(xMid, z));
       z.dispose();
+      if (!retain) for (const t of layerTemps) t.dispose();
     }
     return { acts, xFinal: x };
   }

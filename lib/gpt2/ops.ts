@@ -15,6 +15,8 @@ import { empty, Tensor } from '../tensor';
  */
 export type AttentionAlgo = 'auto' | 'naive' | 'flash' | 'flash-bf16';
 const ALGO_CODES: Record<AttentionAlgo, number> = { auto: 0, naive: 1, flash: 2, 'flash-bf16': 3 };
+/** Every attention algorithm name, in code order. */
+export const ATTENTION_ALGOS = Object.keys(ALGO_CODES) as readonly AttentionAlgo[];
 
 function need(t: Tensor, what: string, shape: readonly number[], dtype: Dtype): void {
   checkTensor(t, what);

@@ -2,6 +2,8 @@
 // #4 configuration of ../../docs/TRAINING.md), overrides, and validation. Everything a run needs
 // to be reproduced is in TrainConfig; config.json is this object.
 import type { GPT2Config } from '../gpt2/config';
+import { ATTENTION_ALGOS } from '../gpt2/ops';
+import type { AttentionAlgo } from '../gpt2/ops';
 
 export type OptimizerName = 'newton-muon' | 'muon' | 'adamw';
 export const OPTIMIZER_NAMES: readonly OptimizerName[] = ['newton-muon', 'muon', 'adamw'];
@@ -57,6 +59,11 @@ export interface TrainConfig {
    * of the seeded initialisation; null: the seeded initialisation. A resumed run ignores it.
    */
   initWeights: string | null;
+  /**
+   * The model's attention algorithm ('auto': f32 flash on CUDA, the CPU's one kernel otherwise;
+   * 'flash-bf16': the tensor-core kernel, see docs/GPU.md). Changes numerics, not the state.
+   */
+  attention: AttentionAlgo;
 }
 
 /** The default base learning rate of each optimizer (speedrun record: Muon 0.0036, Newton-Muon 0.0040). */
@@ -92,6 +99,7 @@ export function presetConfig(preset: PresetName, optimizer: OptimizerName = 'new
       checkFinite: true,
       targetLoss: 2.5,
       initWeights: null,
+      attention: 'auto',
     };
   }
   if (preset === 'speedrun-124m') {
@@ -120,6 +128,7 @@ export function presetConfig(preset: PresetName, optimizer: OptimizerName = 'new
       checkFinite: true,
       targetLoss: 3.28,
       initWeights: null,
+      attention: 'auto',
     };
   }
   throw new ConfigError(`unknown preset '${String(preset)}' (expected ${PRESET_NAMES.join(' or ')})`);
@@ -167,6 +176,7 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (c.initWeights !== null && (typeof c.initWeights !== 'string' || c.initWeights === '')) {
     throw new ConfigError(`init weights must be a safetensors file path or null (got ${JSON.stringify(c.initWeights)})`);
   }
+  if (!ATTENTION_ALGOS.includes(c.attention)) throw new ConfigError(`attention must be ${ATTENTION_ALGOS.join(', ')} (got '${String(c.attention)}')`);
   const per = c.microBatch * c.seqLen;
   if (c.batchTokens % per !== 0) {
     throw new ConfigError(`batch size ${c.batchTokens} tokens is not a whole number of micro-batches of ${c.microBatch} x ${c.seqLen} = ${per} tokens`);

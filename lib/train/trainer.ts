@@ -67,6 +67,11 @@ export interface TrainerOptions {
   onWarning?: (message: string) => void;
   /** Folder of the bundled corpus (default: $NM_CACHE_DIR or ~/.cache/newton-muon). */
   cacheDir?: string;
+  /**
+   * Write a checkpoint when run() reaches config.steps. Default true; false suits benchmarks
+   * (a 124M checkpoint is ~1.5 GB). saveEvery and stop requests still write theirs.
+   */
+  finalCheckpoint?: boolean;
 }
 
 export interface TrainResult {
@@ -140,9 +145,12 @@ export class Trainer {
   private readonly metrics: MetricPoint[] = [];
   private disposed = false;
   private stopRequested = false;
+  private readonly finalCheckpoint: boolean;
 
-  private constructor(config: TrainConfig, outDir: string, onEvent: (e: TrainEvent) => void, onWarning: ((m: string) => void) | undefined, cacheDir?: string) {
+  private constructor(config: TrainConfig, outDir: string, onEvent: (e: TrainEvent) => void, onWarning: ((m: string) => void) | undefined,
+    cacheDir: string | undefined, finalCheckpoint: boolean) {
     this.config = validateConfig(config);
+    this.finalCheckpoint = finalCheckpoint;
     this.outDir = outDir;
     this.onEvent = onEvent;
     this.device = resolveDevice(config.device, 'device');
@@ -157,7 +165,7 @@ export class Trainer {
     }
     this.valBatches = Math.max(1, Math.min(Math.floor(c.valTokens / (c.microBatch * c.seqLen)), this.val.batchesPerEpoch));
     try {
-      this.model = new GPT2(c.model, { device: this.device, seed: c.seed });
+      this.model = new GPT2(c.model, { device: this.device, seed: c.seed, attention: c.attention });
     } catch (error) {
       this.train.close();
       this.val.close();
@@ -189,7 +197,8 @@ export class Trainer {
 
   /** Builds the run: data, model, optimizers; restores a checkpoint; creates the run folder. */
   static async create(options: TrainerOptions): Promise<Trainer> {
-    const trainer = new Trainer(options.config, options.outDir, options.onEvent ?? (() => undefined), options.onWarning, options.cacheDir);
+    const trainer = new Trainer(options.config, options.outDir, options.onEvent ?? (() => undefined), options.onWarning, options.cacheDir,
+      options.finalCheckpoint ?? true);
     try {
       if (options.resumeFrom !== undefined) await trainer.restore(options.resumeFrom);
       else if (trainer.config.initWeights !== null) await trainer.loadInitWeights(trainer.config.initWeights);
@@ -262,6 +271,14 @@ export class Trainer {
 
   get completedSteps(): number {
     return this.step;
+  }
+
+  /**
+   * Newton-Muon preconditioner factorisations that failed so far (those matrices used the
+   * identity); 0 for Muon and AdamW. Current after run() returns (it waits for the reports).
+   */
+  get failedRefreshes(): number {
+    return this.matrixOpt?.failedRefreshes ?? 0;
   }
 
   get valTokens(): number {
@@ -374,7 +391,8 @@ export class Trainer {
       if (this.step % c.valEvery === 0 || this.step === c.steps) point.val_loss = await this.evaluate();
       this.log(point, ((c.steps - this.step) * c.batchTokens) / rate);
       const stop = this.stopRequested || this.step === options.stopAtStep;
-      if ((c.saveEvery > 0 && this.step % c.saveEvery === 0) || this.step === c.steps || stop) lastCheckpoint = await this.checkpoint();
+      const final = this.step === c.steps && this.finalCheckpoint;
+      if ((c.saveEvery > 0 && this.step % c.saveEvery === 0) || final || stop) lastCheckpoint = await this.checkpoint();
       if (stop) break;
     }
     if (this.matrixOpt !== null) await this.matrixOpt.flushReports();

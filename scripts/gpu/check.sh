@@ -10,7 +10,8 @@
 #   --dry-run     the same script here, on the CPU backend: no compute-sanitizer, no PyTorch;
 #                 the CUDA module is still compiled when a toolkit is at hand (nvcc on PATH,
 #                 CUDA_HOME, or this repo's .toolchain/cuda); quick benchmarks unless --full-bench
-#   --quick       smaller benchmark shapes (1 layer of the 124M set, fewer tokens)
+#   --quick       smaller benchmark shapes (1 layer of the 124M set, fewer tokens; the GPT-2 slots'
+#                 'quick' shapes of scripts/gpu/reference/slots.json: 4 layers, fewer tokens and steps)
 #   --steps=...   only these steps (and the steps they need); names as in the summary table
 #   --budget=S    wall-clock budget in seconds (default 540 on the GPU, 1200 in a dry run): a step
 #                 that cannot get its minimum time is skipped and says so; later steps still run
@@ -25,9 +26,12 @@
 # by the time limit still brings back what it did. The table is printed last. Exit status 1 when
 # a step failed or timed out.
 #
-# Environment: NM_KIT_DIR (staging folder), NM_CUDA_ARCHS (default 90), NM_KIT_TORCH_COMPILE=1
+# Environment: NM_KIT_PYTHON (the python with torch for loss-curve; default python3),
+# NM_KIT_DIR (staging folder), NM_CUDA_ARCHS (default 90), NM_KIT_TORCH_COMPILE=1
 # (also time torch.compile'd NS5), NM_KIT_SANITIZER_SUITES (the jest files memcheck-jest runs),
-# NM_KIT_DEVICE=cpu (test the kit's GPU-mode flow without a GPU; not a verification).
+# NM_KIT_DEVICE=cpu (test the kit's GPU-mode flow without a GPU; not a verification),
+# NM_KIT_SLOT_PRESET=full|quick|dry (the GPT-2 slots' shapes, slots.json; default by mode: e.g.
+# NM_KIT_DEVICE=cpu NM_KIT_SLOT_PRESET=dry runs GPU mode's slot flow, PyTorch included, on a CPU).
 set -uo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -209,7 +213,7 @@ step_compare() {
   # The section goes into this copy's docs/BENCHMARKS.md through bench/report.js, as it will here
   # (scripts/gpu/ingest.js) once the files are back: proves the section mechanism on the box.
   local dry=(); [ "$DEV" = cpu ] && dry=(--allow-dry)
-  node scripts/gpu/ingest.js "$OUT" --quiet "${dry[@]}"
+  node scripts/gpu/ingest.js "$OUT" --quiet --sections=gpu "${dry[@]}"
 }
 
 step_bench() {
@@ -221,6 +225,63 @@ step_bench() {
   local rc=$?
   note "$(grep -c -E '^(gemm|optim) ' "$LOGS/$STEP.log") measurements$([ "$QUICK" = 1 ] && echo ' (quick, not written)')$([ -f "$OUT/BENCHMARKS.box.md" ] && echo '; sections in BENCHMARKS.box.md')"
   return $rc
+}
+
+# The GPT-2 slots (docs/GPU.md, "The GPT-2 slots"): shapes per mode in scripts/gpu/reference/slots.json
+# (full on the GPU, quick with --quick, dry in a dry run); scripts/gpu/slots.js merges the numbers
+# into results.json and writes gpt2-section.md (the 'gpu-gpt2' section of docs/BENCHMARKS.md).
+slot_preset() {
+  if [ -n "${NM_KIT_SLOT_PRESET:-}" ]; then echo "$NM_KIT_SLOT_PRESET"
+  elif [ "$MODE" = dry ]; then echo dry; elif [ "$QUICK" = 1 ]; then echo quick; else echo full; fi
+}
+
+slot_report() {  # slot_report: results.json + gpt2-section.md + this step's note; the section into this copy's BENCHMARKS.md
+  node scripts/gpu/slots.js --logs="$LOGS" --out="$OUT" --note="$LOGS/$STEP.note" --slot="$STEP" --quiet || return 1
+  local dry=(); [ "$DEV" = cpu ] && dry=(--allow-dry)
+  node scripts/gpu/ingest.js "$OUT" --quiet --sections=gpu-gpt2 "${dry[@]}"
+}
+
+step_gpt2-fwd-bwd() {
+  local preset limit t0 left rc=0
+  preset="$(slot_preset)"; limit="${NM_KIT_STEP_LIMIT:-300}"; t0=$(date +%s)
+  # Ours first (2/5 of the step's time at most), then PyTorch with the rest: eager, then
+  # torch.compile (compiling forward + backward takes a minute or more).
+  node bench/gpt2_fwd_bwd.js --device="$DEV" --preset="$preset" --budget=$(( limit * 2 / 5 )) --json="$LOGS/gpt2-ours.json" || rc=1
+  if [ "$MODE" = dry ]; then
+    echo "dry run: no PyTorch side"
+  else
+    left=$(( limit - ($(date +%s) - t0) - 15 ))
+    if [ "$left" -lt 30 ]; then
+      echo "no time left for the PyTorch side (${left}s)"; rc=1
+    else
+      timeout -k 5 "$left" python3 scripts/gpu/reference/gpt2_bench.py --preset "$preset" --device "$DEV" --budget "$left" \
+        --out "$LOGS/gpt2-torch.json"
+      local prc=$?
+      [ "$prc" = 0 ] || { echo "gpt2_bench.py: exit $prc$([ "$prc" = 124 ] && echo ' (its time limit)')"; rc=1; }
+    fi
+  fi
+  slot_report || rc=1
+  return $rc
+}
+
+step_train-124m() {
+  local preset limit rc=0
+  preset="$(slot_preset)"; limit="${NM_KIT_STEP_LIMIT:-420}"
+  node bench/train_steps.js --device="$DEV" --preset="$preset" --budget=$(( limit - 30 )) --tmp="$KIT_DIR/train-data" \
+    --metrics-to="$LOGS" --json="$LOGS/train-ours.json" || rc=1
+  slot_report || rc=1
+  return $rc
+}
+
+step_loss-curve() {
+  # Our trainer vs scripts/reference/train.py on the tiny job (scripts/gpu/loss_curve.js): 200
+  # steps on the GPU (100 with --quick), judged against the reference's own bf16-vs-fp32 noise;
+  # in a dry run 4 steps on the CPU against float64 when NM_KIT_PYTHON names a python with torch.
+  local steps=()
+  [ "$QUICK" = 1 ] && steps=(--steps=100)
+  [ "$MODE" = dry ] && steps=(--steps=4)
+  node scripts/gpu/loss_curve.js --device="$DEV" --python="${NM_KIT_PYTHON:-python3}" "${steps[@]}" --work="$KIT_DIR/loss-curve" \
+    --json="$LOGS/loss-curve.json" --markdown="$LOGS/loss-curve.md" --note="$LOGS/$STEP.note"
 }
 
 if [ "${1:-}" = "__step" ]; then
@@ -281,19 +342,22 @@ export PATH="$TOOLS/bin:$PATH"
 export PIP_NO_INDEX=1  # no network there: bench/python.js must not wait on PyPI (it skips numpy instead)
 
 # Step table: name | needs | timeout s | minimum s | what
-STEP_ORDER=(build-ts build-addon build-cuda cuda-load smoke jest memcheck racecheck torch compare bench memcheck-jest)
+STEP_ORDER=(build-ts build-addon build-cuda cuda-load smoke jest memcheck racecheck torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve)
 declare -A NEEDS=(
   [build-ts]="" [build-addon]="" [build-cuda]="" [cuda-load]="build-ts build-addon"
   [smoke]="cuda-load" [jest]="cuda-load" [memcheck]="cuda-load" [racecheck]="cuda-load" [torch]=""
   [compare]="cuda-load" [memcheck-jest]="cuda-load" [bench]="cuda-load"
+  [gpt2-fwd-bwd]="cuda-load" [train-124m]="cuda-load" [loss-curve]="cuda-load"
 )
 declare -A TIMEOUT=(
   [build-ts]=180 [build-addon]=300 [build-cuda]=360 [cuda-load]=60 [smoke]=150 [jest]=300
   [memcheck]=150 [racecheck]=150 [torch]=180 [compare]=180 [memcheck-jest]=180 [bench]=240
+  [gpt2-fwd-bwd]=300 [train-124m]=420 [loss-curve]=300
 )
 declare -A MINIMUM=(
   [build-ts]=20 [build-addon]=40 [build-cuda]=40 [cuda-load]=5 [smoke]=20 [jest]=60
   [memcheck]=30 [racecheck]=30 [torch]=30 [compare]=30 [memcheck-jest]=60 [bench]=60
+  [gpt2-fwd-bwd]=120 [train-124m]=150 [loss-curve]=90
 )
 declare -A STATUS=()
 [ "$MODE" = gpu ] && NEEDS[build-cuda]="" && NEEDS[cuda-load]="build-ts build-addon build-cuda"
@@ -344,7 +408,7 @@ run_steps() {
     fi
     limit=${TIMEOUT[$name]}; [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name (limit ${limit}s)"
-    timeout -k 10 "$limit" bash "$SELF" __step "$name" > "$LOGS/$name.log" 2>&1 &
+    NM_KIT_STEP_LIMIT="$limit" timeout -k 10 "$limit" bash "$SELF" __step "$name" > "$LOGS/$name.log" 2>&1 &
     pids+=($!); names+=("$name"); starts+=("$(date +%s)")
   done
   local i rc status text took
@@ -428,18 +492,16 @@ facts
 write_summary
 if [ "${STATUS[unpack]}" = ok ]; then
   # Steps on one line run concurrently: the builds, and the correctness checks (no timings
-  # there). The timed steps (torch, compare, bench) run alone. memcheck-jest, the slowest and
-  # the least needed (the smoke under memcheck already covers every op), goes last.
+  # there). The timed steps (torch, compare, bench, gpt2-fwd-bwd, train-124m) run alone.
+  # memcheck-jest, the slowest and the least needed (the smoke under memcheck already covers
+  # every op), follows bench; the GPT-2 slots, long and usually run in their own call
+  # (--steps=gpt2-fwd-bwd,train-124m,loss-curve), come last.
   run_steps build-ts build-addon build-cuda
   run_steps cuda-load
   run_steps smoke
   run_steps jest memcheck racecheck
-  for s in torch compare bench memcheck-jest; do run_steps "$s"; done
+  for s in torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve; do run_steps "$s"; done
 fi
-# Slots for the GPT-2 and trainer measurements (docs/GPU.md, "Coverage"): recorded, never faked.
-record gpt2-fwd-bwd pending 0 "GPT-2 124M forward+backward tokens/s at 64x1024 vs torch.compile: not built yet (the issue-4 model has landed; the benchmark and its PyTorch model are to add)"
-record train-124m pending 0 "a few dozen 124M training steps (step time, tokens/s, peak memory, Newton-Muon overhead): waits for issue 5 (trainer)"
-record loss-curve pending 0 "CUDA trainer vs a PyTorch reference training script over ~200 steps on the bundled corpus, both optimizers: waits for issue 5 (trainer)"
 write_summary
 
 echo

@@ -5,10 +5,13 @@
 //   node scripts/gpu/summarize.js --logs=DIR --out=DIR --mode=gpu|dry [--elapsed=S] [--print]
 //
 // Reads: steps.tsv (name, status, seconds, note), env.txt, manifest.json (from prepare.sh),
-// smoke.json, jest.json, the sanitizer logs, OUT/results.json (bench/torch_compare.js).
+// smoke.json, jest.json, the sanitizer logs, OUT/gpu-section.md (bench/torch_compare.js),
+// OUT/gpt2-section.md and the GPT-2 slots' JSON (gpt2-ours.json, gpt2-torch.json, train-ours.json;
+// scripts/gpu/slots.js).
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const { collect: collectSlots } = require('./slots');
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => {
   const [k, ...v] = a.replace(/^--/, '').split('=');
@@ -80,17 +83,31 @@ for (const tool of ['memcheck', 'racecheck', 'memcheck-jest']) {
   const errors = text.split('\n').filter((l) => /^========= (Invalid |Error:|Warning:|Program hit|Race reported|.*[Hh]azard)/.test(l) && !/SUMMARY/.test(l)).slice(0, 8);
   for (const e of errors) failures.push(`- ${tool}: ${cell(e.replace(/^=+\s*/, ''))}`);
 }
+// The GPT-2 slots: an attention algorithm, a PyTorch phase or a training run that failed.
+const slots = collectSlots(logs);
+for (const [algo, r] of Object.entries(slots['gpt2-fwd-bwd']?.ours ?? {})) {
+  if (r.status === 'error' || r.status === 'oom') failures.push(`- gpt2-fwd-bwd: newton-muon attention **${algo}**: ${r.status}: ${cell(r.note).slice(0, 300)}`);
+}
+for (const [phase, r] of Object.entries(slots['gpt2-fwd-bwd']?.torch ?? {})) {
+  if (r && typeof r === 'object' && r.status && r.status !== 'ok' && r.status !== 'skipped') failures.push(`- gpt2-fwd-bwd: PyTorch ${phase}: ${r.status}: ${cell(r.note).slice(0, 300)}`);
+}
+for (const [name, r] of Object.entries(slots['train-124m']?.runs ?? {})) {
+  if (r.status !== 'ok') failures.push(`- train-124m: **${name}**: ${r.status}: ${cell(r.error).slice(0, 300)}`);
+  else if (r.stoppedEarly) failures.push(`- train-124m: ${name}: ${r.stoppedEarly}`);
+}
 md.push('', '## Failures and findings', '', ...(failures.length ? failures.slice(0, 80) : ['None recorded.']));
 
 // ---- numbers ------------------------------------------------------------------------------------
 const section = read(path.join(out, 'gpu-section.md'));
 md.push('', '## newton-muon vs PyTorch', '', section ? section.replace(/^## .*\n/, '').trim() : 'Not measured (see the compare step).');
+const gpt2Section = read(path.join(out, 'gpt2-section.md'));
+md.push('', '## GPT-2 124M: forward+backward and training steps (slots gpt2-fwd-bwd, train-124m)', '',
+  gpt2Section ? gpt2Section.replace(/^## .*\n/, '').trim().replace(/^### /gm, '#### ') : 'Not measured in this run (run them with `--steps=gpt2-fwd-bwd,train-124m`).');
 
-md.push('', '## Not covered yet', '',
-  '- GPT-2 124M forward+backward tokens/s at 64x1024 against torch.compile (slot `gpt2-fwd-bwd`: the model exists, the benchmark does not yet).',
-  '- A few dozen 124M training steps: step time, tokens/s, peak memory, Newton-Muon overhead per step (needs issue 5, the trainer; slot `train-124m`).',
-  '- Loss curves of the CUDA trainer against a PyTorch reference on the bundled corpus, both optimizers (needs issue 5 and a reference training script; slot `loss-curve`).',
-  '', 'Raw logs: logs.tar.xz (every step\'s log, env.txt, steps.tsv, smoke/jest JSON, torch.json, manifest.json).');
+const lossCurve = read(path.join(logs, 'loss-curve.md'));
+md.push('', '## Loss curves: our trainer vs the PyTorch reference trainer (slot loss-curve)', '',
+  lossCurve ? lossCurve.trim() : 'Not run in this run (run it with `--steps=loss-curve`; it needs PyTorch).');
+md.push('', 'Raw logs: logs.tar.xz (every step\'s log, env.txt, steps.tsv, smoke/jest JSON, torch.json, gpt2-ours/gpt2-torch/train-ours JSON, the training runs\' metrics.jsonl, loss-curve.json, manifest.json).');
 fs.writeFileSync(path.join(out, 'summary.md'), `${md.join('\n')}\n`);
 
 if (args.print) {
