@@ -19,27 +19,21 @@
 // note, and so is one that would not fit in --budget (estimated from the algorithms before it);
 // one that runs out of device memory is recorded as 'oom' (a finding, not a failure of the script).
 'use strict';
+const { median, parseFlags, slotSpec } = require('./script_args');
 const fs = require('fs');
 const path = require('path');
 const nm = require('..');
 const { mfu } = require('./gpt2_flops');
 const { randomTokens } = require('./synthetic');
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.length ? v.join('=') : true];
-}));
+const args = parseFlags();
 const root = path.join(__dirname, '..');
 const DEVICE = args.device ?? 'cuda';
 const PRESET = args.preset ?? 'full';
-const spec = JSON.parse(fs.readFileSync(args.slots ?? path.join(root, 'scripts', 'gpu', 'reference', 'slots.json'), 'utf8'))['gpt2-fwd-bwd'];
+const spec = slotSpec(args, 'gpt2-fwd-bwd');
 const started = Date.now();
 const deadline = args.budget ? started + Number(args.budget) * 1000 : Infinity;
 
-const median = (v) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const seconds = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 /**

@@ -13,26 +13,19 @@
 // against PyTorch's wall-clock time measured the same way; PyTorch's CUDA-event time is shown too.
 // Without --torch (a dry run) the PyTorch columns read n/a.
 'use strict';
+const { median, parseFlags } = require('./script_args');
 const fs = require('fs');
 const path = require('path');
 const nm = require('..');
 const { gpt2Matrices: gpt2MatrixSet } = require('./optim');
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.length ? v.join('=') : true];
-}));
+const args = parseFlags();
 const root = path.join(__dirname, '..');
 const DEVICE = args.device ?? 'cuda';
 const QUICK = Boolean(args.quick);
 const spec = JSON.parse(fs.readFileSync(args.cases ?? path.join(root, 'scripts', 'gpu', 'reference', 'cases.json'), 'utf8'));
 // A quick run on the CPU backend (the kit's dry run) only exercises the code: one call per case.
 const timing = QUICK ? (DEVICE === 'cpu' ? spec.timingDry : spec.timingQuick) : spec.timing;
-
-const median = (v) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Same protocol as torch_bench.py's time_calls (wall clock only: we have no event API). */
 async function timeCalls(fn, prepare) {

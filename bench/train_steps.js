@@ -30,6 +30,7 @@
 // --budget: each optimizer gets an equal share of what is left; a run that would overrun its share
 // stops early through Trainer.requestStop() (recorded as stoppedEarly, with the steps it did).
 'use strict';
+const { median, parseFlags, slotSpec } = require('./script_args');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -37,26 +38,17 @@ const nm = require('..');
 const { mfu } = require('./gpt2_flops');
 const { fillTokens, uint32Stream } = require('./synthetic');
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.length ? v.join('=') : true];
-}));
+const args = parseFlags();
 const root = path.join(__dirname, '..');
 const DEVICE = args.device ?? 'cuda';
 const PRESET = args.preset ?? 'full';
-const spec = JSON.parse(fs.readFileSync(args.slots ?? path.join(root, 'scripts', 'gpu', 'reference', 'slots.json'), 'utf8'))['train-124m'];
+const spec = slotSpec(args, 'train-124m');
 const started = Date.now();
 const deadline = args.budget ? started + Number(args.budget) * 1000 : Infinity;
 /** Seconds kept back for the final evaluation and checkpoint, beyond 2 x the first step's time. */
 const RESERVE_S = DEVICE === 'cuda' ? 10 : 1;
 /** The speedrun preset's Newton-Muon refresh period: the overhead is also reported at it. */
 const PRESET_REFRESH = nm.presetConfig('speedrun-124m', 'newton-muon').refreshEvery;
-
-const median = (v) => {
-  if (!v.length) return null;
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function writeTokens(file, count, vocab, seed) {
   const writer = new nm.ShardWriter(file);

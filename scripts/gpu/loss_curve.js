@@ -20,6 +20,7 @@
 //   CPU: ours in f32 against the reference in float64: every train and val loss within 1e-4.
 // Exit status: 0 pass, 1 a curve disagrees (or a run failed), 75 PyTorch is not importable.
 'use strict';
+const { parseFlags } = require('../../bench/script_args');
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
@@ -28,10 +29,7 @@ const root = path.join(__dirname, '..', '..');
 const { prepareDefaultCorpus } = require(path.join(root, 'dist', 'data', 'corpus'));
 const { presetConfig, Trainer } = require(path.join(root, 'dist', 'train'));
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.length ? v.join('=') : true];
-}));
+const args = parseFlags();
 const DEVICE = args.device ?? 'cuda';
 const STEPS = Number(args.steps ?? (DEVICE === 'cuda' ? 200 : 12));
 const PYTHON = args.python ?? 'python3';

@@ -13,6 +13,7 @@
 // against the H100 SXM / H200 datasheet dense bf16 peak (989.4 TFLOP/s; 756 for an H100 PCIe), and
 // against the spec's measured bf16 ceiling of 790 TFLOP/s; n/a on the CPU (dry run).
 'use strict';
+const { parseFlags } = require('../../bench/script_args');
 const fs = require('fs');
 const path = require('path');
 const { flopsPerToken, mfu } = require('../../bench/gpt2_flops');
@@ -238,10 +239,7 @@ function collect(logs) {
 }
 
 function main() {
-  const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-    const [k, ...v] = a.replace(/^--/, '').split('=');
-    return [k, v.length ? v.join('=') : true];
-  }));
+  const args = parseFlags();
   if (!args.logs || !args.out) {
     console.error('usage: slots.js --logs=DIR --out=DIR [--note=FILE --slot=NAME]');
     process.exit(2);

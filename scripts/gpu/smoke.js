@@ -14,6 +14,7 @@
 // the native entry points no case reached (so a new op without a smoke case is visible).
 // Exit status 0 only when every case matched.
 'use strict';
+const { parseFlags } = require('../../bench/script_args');
 const fs = require('fs');
 const path = require('path');
 
@@ -21,10 +22,7 @@ const root = path.join(__dirname, '..', '..');
 const nm = require(root);
 const { native } = require(path.join(root, 'dist', 'native'));
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, v] = a.replace(/^--/, '').split('=');
-  return [k, v ?? true];
-}));
+const args = parseFlags();
 const DEVICE = args.device ?? 'cuda';
 const QUICK = Boolean(args.quick);
 

@@ -9,14 +9,12 @@
 // OUT/gpt2-section.md and the GPT-2 slots' JSON (gpt2-ours.json, gpt2-torch.json, train-ours.json;
 // scripts/gpu/slots.js).
 'use strict';
+const { parseFlags } = require('../../bench/script_args');
 const fs = require('fs');
 const path = require('path');
 const { collect: collectSlots } = require('./slots');
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => {
-  const [k, ...v] = a.replace(/^--/, '').split('=');
-  return [k, v.length ? v.join('=') : true];
-}));
+const args = parseFlags();
 const logs = args.logs;
 const out = args.out;
 const read = (file) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null);
