@@ -27,7 +27,6 @@ const { mfu } = require('./gpt2_flops');
 const { randomTokens } = require('./synthetic');
 
 const args = parseFlags();
-const root = path.join(__dirname, '..');
 const DEVICE = args.device ?? 'cuda';
 const PRESET = args.preset ?? 'full';
 const spec = slotSpec(args, 'gpt2-fwd-bwd');

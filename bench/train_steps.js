@@ -39,7 +39,6 @@ const { mfu } = require('./gpt2_flops');
 const { fillTokens, uint32Stream } = require('./synthetic');
 
 const args = parseFlags();
-const root = path.join(__dirname, '..');
 const DEVICE = args.device ?? 'cuda';
 const PRESET = args.preset ?? 'full';
 const spec = slotSpec(args, 'train-124m');
