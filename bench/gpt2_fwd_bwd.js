@@ -21,7 +21,6 @@
 'use strict';
 const { median, parseFlags, slotSpec } = require('./script_args');
 const fs = require('fs');
-const path = require('path');
 const nm = require('..');
 const { mfu } = require('./gpt2_flops');
 const { randomTokens } = require('./synthetic');
