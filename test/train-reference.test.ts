@@ -11,7 +11,9 @@
 // steps (measured: <= 2.2e-7 for all three); 2e-5 leaves room for summation-order differences of other CPUs
 // while still catching any semantic slip (a wrong lr, refresh step, scale or data offset
 // moves the loss by 1e-3 or more from the first step it touches). On CUDA the trainer runs in
-// bf16 mixed precision with Newton-Schulz in bf16, so only bf16-level agreement is expected.
+// bf16 mixed precision with Newton-Schulz in bf16, so only bf16-level agreement is expected: the
+// reference itself under bf16 autocast (Newton-Schulz in bf16) stays within 3e-3 of its float64
+// curves on this job (measured for all three optimizers), and 0.05 leaves a wide margin.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
