@@ -57,20 +57,27 @@ module.exports = { benchGpt2 };
 async function benchGpt2Memory() {
   const model = new nm.GPT2(nm.GPT2_124M, { device: 'cpu', precision: 'bf16', seed: 1 });
   const modelBytes = nm.memoryStats().cpu.bytes;
-  const peaks = [];
-  for (const b of [1, 2]) {
-    const n = b * 1024;
-    const ids = new Int32Array(n).map((_, i) => (i * 7919) % nm.GPT2_124M.vocabSize);
-    nm.resetPeakMemory();
-    await model.forwardBackward(ids, ids, b, 1024);
-    peaks.push(nm.memoryStats().cpu.peakBytes);
+  /** Peak bytes of one call at B = 1 and B = 2, and the linear extrapolation to B = 64. */
+  async function peaksOf(call) {
+    const peaks = [];
+    for (const b of [1, 2]) {
+      const n = b * 1024;
+      const ids = new Int32Array(n).map((_, i) => (i * 7919) % nm.GPT2_124M.vocabSize);
+      nm.resetPeakMemory();
+      await call(ids, b);
+      peaks.push(nm.memoryStats().cpu.peakBytes);
+    }
+    const perSequence = peaks[1] - peaks[0];
+    return { peaks, perSequence, predicted: peaks[0] - perSequence + 64 * perSequence };
   }
+  const train = await peaksOf((ids, b) => model.forwardBackward(ids, ids, b, 1024));
+  // Evaluation (loss(), f32) frees each layer's activations once the next layer's input exists.
+  const evaluation = await peaksOf((ids, b) => model.loss(ids, ids, b, 1024));
   model.dispose();
-  const perSequence = peaks[1] - peaks[0];
-  const fixed = peaks[0] - perSequence;
   const gib = (bytes) => (bytes / 2 ** 30).toFixed(2);
-  const predicted = fixed + 64 * perSequence;
-  console.log(`gpt2 124M peak: ${gib(peaks[0])} GiB at B=1, ${gib(peaks[1])} GiB at B=2 -> ${gib(predicted)} GiB at B=64`);
+  console.log(`gpt2 124M peak: ${gib(train.peaks[0])} GiB at B=1, ${gib(train.peaks[1])} GiB at B=2 -> ${gib(train.predicted)} GiB at B=64; ` +
+    `evaluation ${gib(evaluation.predicted)} GiB at B=64`);
+  const row = (what, r) => `| ${what} | ${gib(modelBytes)} GiB | ${gib(r.peaks[0])} GiB | ${gib(r.peaks[1])} GiB | ${(r.perSequence / 2 ** 20).toFixed(0)} MiB | ${gib(r.predicted)} GiB |`;
   return [
     '## GPT-2 124M forward+backward memory (T = 1024)',
     '',
@@ -78,10 +85,12 @@ async function benchGpt2Memory() {
     'exactly the tensors the CUDA path allocates, at B = 1 and B = 2, then extrapolated linearly in B.',
     'Not included: CUDA-internal workspaces (cuBLAS, the attention scratch, pinned staging) and the optimizer state',
     '(Newton-Muon for 124M: about 1.6 GiB of momentum, Newton-Schulz buffers and K / S / Kinv).',
+    'Evaluation is `loss()`: f32 throughout, one layer\'s activations at a time.',
     '',
-    '| parameters + gradients | peak at B=1 | peak at B=2 | per sequence | predicted peak at B=64 (64 x 1024 tokens) |',
-    '|---|---|---|---|---|',
-    `| ${gib(modelBytes)} GiB | ${gib(peaks[0])} GiB | ${gib(peaks[1])} GiB | ${(perSequence / 2 ** 20).toFixed(0)} MiB | ${gib(predicted)} GiB |`,
+    '| call | parameters + gradients | peak at B=1 | peak at B=2 | per sequence | predicted peak at B=64 (64 x 1024 tokens) |',
+    '|---|---|---|---|---|---|',
+    row('forwardBackward (training, bf16)', train),
+    row('loss (evaluation, f32)', evaluation),
   ].join('\n');
 }
 
