@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "attention_flash_kernels.cuh"  // row_dot_kernel, shared with the flash path
 #include "block_reduce.cuh"
 #include "check.h"
 #include "context.h"
@@ -91,25 +92,6 @@ __global__ void softmax_backward_rows_kernel(float* s, float* dp, const float* l
     }
     x[j] = p;
     y[j] = ds;
-  }
-}
-
-// delta for rows r = (b*H + h)*T + i: one warp per row.
-__global__ void row_dot_kernel(float* delta, const float* dout, const float* out, int64_t rows,
-                               int64_t t, int64_t heads, int64_t head_dim) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps_per_block = blockDim.x >> 5;
-  const int64_t first = (int64_t)blockIdx.x * warps_per_block + (threadIdx.x >> 5);
-  const int64_t step = (int64_t)gridDim.x * warps_per_block;
-  const int64_t c = heads * head_dim;
-  for (int64_t r = first; r < rows; r += step) {
-    const int64_t bh = r / t, i = r - bh * t;
-    const int64_t b = bh / heads, h = bh - b * heads;
-    const int64_t at = (b * t + i) * c + h * head_dim;
-    double acc = 0.0;
-    for (int64_t d = lane; d < head_dim; d += 32) acc += (double)dout[at + d] * (double)out[at + d];
-    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-    if (lane == 0) delta[r] = (float)acc;
   }
 }
 
@@ -194,13 +176,13 @@ nm_status pick_impl(const char* op, int32_t algo, int64_t head_dim, Impl* impl) 
 nm_status attention_row_dot(nm_backend* be, const char* op, float* delta, const float* dout,
                             const float* out, const AttentionDims& g) {
   const int64_t rows = g.b * g.heads * g.t;
-  const int64_t warps_per_block = kRowThreads / 32;
+  const int64_t warps_per_block = flash_f32::kRowDotThreads / 32;
   int64_t blocks = (rows + warps_per_block - 1) / warps_per_block;
   const int64_t cap = (int64_t)(be->sm_count > 0 ? be->sm_count : 1) * 32;
   if (blocks > cap) blocks = cap;
   if (blocks < 1) blocks = 1;
-  row_dot_kernel<<<(unsigned)blocks, kRowThreads, 0, be->stream>>>(delta, dout, out, rows, g.t,
-                                                                    g.heads, g.head_dim);
+  flash_f32::row_dot_kernel<<<(unsigned)blocks, flash_f32::kRowDotThreads, 0, be->stream>>>(
+      delta, dout, out, rows, g.t, g.heads, g.head_dim);
   NM_CUDA_CHECK_LAUNCH(op, "row_dot_kernel");
   return NM_OK;
 }

@@ -1,13 +1,25 @@
-// Host emulation of the CUDA built-ins the flash-bf16 kernels use, so g++ can compile and run
-// the real kernel header (../attention_flash_bf16_kernels.cuh) without a GPU. Test-only code:
-// it is built by test/attention-emulation.test.ts, never into the addon or the CUDA module.
+// Host emulation of the CUDA built-ins the attention kernels use, so g++ can compile and run the
+// real kernel headers (../attention_flash_bf16_kernels.cuh, ../attention_flash_kernels.cuh)
+// without a GPU. Test-only code: it is built by test/attention-emulation.test.ts, never into the
+// addon or the CUDA module.
 //
 // Model: a launch runs its blocks one after the other; each block runs blockDim.x std::threads
 // (a multiple of 32), one per CUDA thread, that share
 //   - the block's dynamic shared memory: a fresh buffer per block, filled with 0xff bytes (a NaN
 //     in f32 and in bf16), so a read of shared memory nobody wrote shows up as NaN;
 //   - a std::barrier for __syncthreads, and one std::barrier per warp of 32 threads for
-//     __syncwarp (and for the warp-collective wmma calls, see wmma_shim.h).
+//     __syncwarp (and for the warp-collective wmma calls, see wmma_shim.h);
+//   - a static shared area of 48 KiB (CUDA's limit for static __shared__ arrays), also 0xff
+//     filled, from which static_shared<T>(n) hands out arrays in call order: a kernel declares
+//     its shared arrays through a macro that is `__shared__ T name[n]` under nvcc and
+//     `T* name = nm_emu::static_shared<T>(n)` here; every thread of the block makes the same
+//     calls in the same order, so all get the same pointers (a per-thread offset, reset at the
+//     start of each kernel);
+//   - a warp-shuffle exchange buffer of one 8-byte slot per thread: __shfl_*_sync writes the
+//     caller's value to its slot, waits on the warp barrier, reads the source lane's slot and
+//     waits again (so the next shuffle cannot overwrite a slot still being read). Full-warp
+//     masks and width 32 only, and every lane of the warp must make the call, as the kernels
+//     here do (a partial mask or width fails loudly).
 // threadIdx / blockIdx / blockDim / gridDim are thread_local. A thread that returns drops out of
 // its barriers (arrive_and_drop), as an exited CUDA thread no longer takes part in them.
 // Real threads make missing synchronisation visible: a kernel that reads what another thread
@@ -35,6 +47,20 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+
+struct __attribute__((aligned(16))) float4 {
+  float x, y, z, w;
+};
+
+// Device-side int min / max (CUDA declares them for device code; host code has std::min).
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
+// Round-to-nearest f32 multiply / subtract, never contracted into an FMA (g++ on x86-64 does not
+// contract without -mfma, and these are separate calls anyway).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 
 struct dim3 {
   unsigned x, y, z;
@@ -77,24 +103,46 @@ namespace nm_emu {
   abort();
 }
 
+constexpr size_t kStaticSmemBytes = 48 * 1024;
+
 struct Block {
   explicit Block(unsigned threads, size_t smem_bytes)
       : block_barrier((ptrdiff_t)threads),
-        smem(static_cast<unsigned char*>(::operator new(smem_bytes + 1, std::align_val_t(128)))) {
+        smem(static_cast<unsigned char*>(::operator new(smem_bytes + 1, std::align_val_t(128)))),
+        static_smem(static_cast<unsigned char*>(
+            ::operator new(kStaticSmemBytes, std::align_val_t(128)))),
+        shfl_slots(threads, 0) {
     memset(smem, 0xff, smem_bytes + 1);
+    memset(static_smem, 0xff, kStaticSmemBytes);
     for (unsigned w = 0; w < threads / 32; w++) {
       warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
     }
   }
   std::barrier<> block_barrier;
   std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
-  ~Block() { ::operator delete(smem, std::align_val_t(128)); }
+  ~Block() {
+    ::operator delete(smem, std::align_val_t(128));
+    ::operator delete(static_smem, std::align_val_t(128));
+  }
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
   unsigned char* smem;  // 128-byte aligned, like CUDA's shared memory windows
+  unsigned char* static_smem;        // kStaticSmemBytes, 128-byte aligned
+  std::vector<uint64_t> shfl_slots;  // one per thread, see __shfl_xor_sync
 };
 
 inline thread_local Block* current_block = nullptr;
+inline thread_local size_t static_smem_offset = 0;
+
+// The next static shared array of n elements of T (16-byte aligned), see the top of the file.
+template <typename T>
+T* static_shared(size_t n) {
+  size_t at = (static_smem_offset + 15) & ~(size_t)15;
+  if (alignof(T) > 16) at = (at + alignof(T) - 1) & ~(alignof(T) - 1);
+  if (at + n * sizeof(T) > kStaticSmemBytes) fail("static shared arrays over 48 KiB");
+  static_smem_offset = at + n * sizeof(T);
+  return reinterpret_cast<T*>(current_block->static_smem + at);
+}
 
 inline unsigned char* dynamic_shared_memory() { return current_block->smem; }
 
@@ -119,6 +167,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
         blockDim = block;
         gridDim = grid;
         current_block = &ctx;
+        static_smem_offset = 0;
         kernel(args...);
         ctx.warp_barriers[tx / 32]->arrive_and_drop();
         ctx.block_barrier.arrive_and_drop();
@@ -137,6 +186,51 @@ inline void __syncthreads() { nm_emu::current_block->block_barrier.arrive_and_wa
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   if (mask != 0xffffffffu) nm_emu::fail("__syncwarp with a partial mask is not emulated");
   nm_emu::warp_barrier();
+}
+
+namespace nm_emu {
+
+// The value `value` of lane `src` of the calling warp (src in 0..31), every lane taking part.
+template <typename T>
+T warp_exchange(unsigned mask, T value, unsigned src, int width) {
+  static_assert(sizeof(T) <= sizeof(uint64_t), "shuffles move at most 8 bytes");
+  if (mask != 0xffffffffu) fail("warp shuffle with a partial mask is not emulated");
+  if (width != 32) fail("warp shuffle with width != 32 is not emulated");
+  std::vector<uint64_t>& slots = current_block->shfl_slots;
+  const unsigned base = threadIdx.x & ~31u;
+  uint64_t bits = 0;
+  memcpy(&bits, &value, sizeof value);
+  slots[threadIdx.x] = bits;
+  warp_barrier();  // every lane's value is in its slot
+  T got;
+  memcpy(&got, &slots[base + (src & 31u)], sizeof got);
+  warp_barrier();  // every lane has read before any slot is written again
+  return got;
+}
+
+}  // namespace nm_emu
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
+  return nm_emu::warp_exchange(mask, value, nm_emu::lane_id() ^ (unsigned)lane_mask, width);
+}
+
+template <typename T>
+T __shfl_sync(unsigned mask, T value, int src_lane, int width = 32) {
+  return nm_emu::warp_exchange(mask, value, (unsigned)src_lane, width);
+}
+
+template <typename T>
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
+  const unsigned src = nm_emu::lane_id() + delta;
+  const T got = nm_emu::warp_exchange(mask, value, src < 32 ? src : nm_emu::lane_id(), width);
+  return got;
+}
+
+template <typename T>
+T __shfl_up_sync(unsigned mask, T value, unsigned delta, int width = 32) {
+  const unsigned lane = nm_emu::lane_id();
+  return nm_emu::warp_exchange(mask, value, lane >= delta ? lane - delta : lane, width);
 }
 
 #endif  // NM_CUDA_HOST_SHIM_H
