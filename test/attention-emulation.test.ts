@@ -15,44 +15,13 @@
 // 16, 32, 64, T = 1, 31, 32, 33, 64, 65, 100, 130 with B and H > 1 (peaked softmax rows), compared
 // with exact causal attention in float64 element by element (2e-5 of each element's terms, for
 // out, lse, dq, dk, dv), and a second run must be bit-identical.
-import { execFileSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-
-import { freshSeed } from './helpers/device';
-
-const ROOT = path.join(__dirname, '..');
-const EMULATION = path.join(ROOT, 'csrc', 'cuda', 'emulation');
-
-function buildAndRun(harness: string, extraFlags: string[]): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-attn-emu-'));
-  try {
-    const exe = path.join(dir, path.basename(harness, '.cc'));
-    try {
-      execFileSync('g++', ['-O2', '-std=c++20', '-pthread', '-Wall', '-Wextra', '-Werror', ...extraFlags,
-        path.join(EMULATION, harness), '-o', exe], { stdio: 'pipe' });
-    } catch (e) {
-      const err = e as { stderr?: Buffer; message: string };
-      throw new Error(`compiling the emulation harness ${harness} failed (g++ with C++20 needed): ${err.stderr?.toString() ?? err.message}`);
-    }
-    const seed = freshSeed();
-    try {
-      return execFileSync(exe, [String(seed)], { encoding: 'utf8', stdio: 'pipe', timeout: 90_000 });
-    } catch (e) {
-      const err = e as { stdout?: string; stderr?: string; message: string };
-      throw new Error(`emulation harness ${harness} failed (seed ${seed}):\n${err.stdout ?? ''}${err.stderr ?? ''}${err.stdout ? '' : err.message}`);
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { buildAndRunHarness } from './helpers/emulation';
 
 test('flash-bf16 CUDA kernels in host emulation match the float64 references', () => {
-  expect(buildAndRun('attention_bf16_emulation.cc', [])).toMatch(/all shapes match/);
+  expect(buildAndRunHarness('attention_bf16_emulation.cc', [])).toMatch(/all shapes match/);
 }, 180_000);
 
 test('flash (f32) CUDA kernels in host emulation match exact float64 attention, deterministically', () => {
   // `#pragma unroll` in the kernel header is nvcc's; g++ ignores it.
-  expect(buildAndRun('attention_flash_emulation.cc', ['-Wno-unknown-pragmas'])).toMatch(/all shapes match/);
+  expect(buildAndRunHarness('attention_flash_emulation.cc', ['-Wno-unknown-pragmas'])).toMatch(/all shapes match/);
 }, 180_000);

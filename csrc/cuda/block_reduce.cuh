@@ -3,12 +3,14 @@
 #ifndef NM_CUDA_BLOCK_REDUCE_CUH
 #define NM_CUDA_BLOCK_REDUCE_CUH
 
+#include "kernel_compat.cuh"  // NM_SHARED_ARRAY (also compiled by the host emulation)
+
 namespace nm_cuda {
 
 // Sum of v over the block, valid in thread 0. blockDim.x must be a multiple of 32 (at most 1024)
 // and every thread of the block must call it. Safe to call more than once per kernel.
 __device__ __forceinline__ double block_sum(double v) {
-  __shared__ double warp_sums[32];
+  NM_SHARED_ARRAY(double, warp_sums, 32);
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   __syncthreads();  // a previous call's readers are done with warp_sums

@@ -11,116 +11,24 @@
 // GELU: grid-stride elementwise in f32, Phi(x) = 0.5 * erfc(-x/sqrt(2)) (erfcf, expf: CUDA's
 // and glibc's are each within a few ulp, so CPU and GPU agree to a few f32 ulps, not bitwise).
 // The erfc form keeps the relative accuracy for negative x, where 1 + erf(x/sqrt(2)) cancels.
+//
+// The kernels and the row launch sizes are in model_norm_gelu_kernels.cuh (shared with the host
+// emulation, csrc/cuda/emulation/model_kernels_emulation.cc).
 #include <cuda_bf16.h>
 #include <math.h>
 #include <stdint.h>
 
-#include "block_reduce.cuh"
 #include "check.h"
 #include "context.h"
 #include "dtypes.cuh"
+#include "model_norm_gelu_kernels.cuh"
 #include "ops.h"
 #include "validate.h"
 
 namespace nm_cuda {
 namespace {
 
-constexpr int64_t kMaxRowBlocks = int64_t{1} << 20;
-
-constexpr float kInvSqrt2 = 0.70710678118654752440f;
-constexpr float kInvSqrt2Pi = 0.39894228040143267794f;  // 1/sqrt(2*pi)
-
-unsigned int row_blocks(int64_t n) {
-  return (unsigned int)(n < kMaxRowBlocks ? n : kMaxRowBlocks);
-}
-
-// Threads per row block: about four elements per thread, a multiple of 32, in [32, 256].
-int row_threads(int64_t c) {
-  const int64_t quarter = (c + 3) / 4;
-  if (quarter >= 256) return 256;
-  const int threads = (int)((quarter + 31) / 32 * 32);
-  return threads < 32 ? 32 : threads;
-}
-
-template <typename OutT>
-__global__ void rmsnorm_forward_kernel(OutT* out, float* rstd, const float* x, int64_t n,
-                                       int64_t c, float eps) {
-  __shared__ float row_rstd;
-  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
-    const float* row = x + i * c;
-    double ss = 0.0;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-      const double v = (double)row[j];
-      ss += v * v;
-    }
-    ss = block_sum(ss);  // valid in thread 0; its barriers also order row_rstd's reuse
-    if (threadIdx.x == 0) {
-      const float r = (float)(1.0 / sqrt(ss / (double)c + (double)eps));
-      row_rstd = r;
-      rstd[i] = r;
-    }
-    __syncthreads();
-    const float r = row_rstd;
-    // out may be x (f32): element j is read and written by the same thread.
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-      store_f32(out, i * c + j, __fmul_rn(row[j], r));
-    }
-  }
-}
-
-__global__ void rmsnorm_backward_kernel(float* dx, const float* dout, const float* x,
-                                        const float* rstd, int64_t n, int64_t c, int accumulate) {
-  __shared__ float row_k;
-  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
-    const float* g = dout + i * c;
-    const float* xr = x + i * c;
-    float* d = dx + i * c;
-    double dot = 0.0;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) dot += (double)g[j] * (double)xr[j];
-    dot = block_sum(dot);
-    const float r = rstd[i];
-    if (threadIdx.x == 0) {
-      const double rd = (double)r;
-      row_k = (float)(rd * rd * rd * (dot / (double)c));
-    }
-    __syncthreads();
-    const float k = row_k;
-    // dx may be dout: element j is read and written by the same thread.
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-      const float a = __fmul_rn(r, g[j]);
-      const float b = __fmul_rn(xr[j], k);
-      const float v = __fsub_rn(a, b);
-      d[j] = accumulate ? __fadd_rn(d[j], v) : v;
-    }
-  }
-}
-
-// Phi(x) = 0.5 * erfc(-x / sqrt(2)), as on the CPU: no cancellation of 1 + erf for negative x.
-__device__ __forceinline__ float normal_cdf(float x) {
-  return __fmul_rn(0.5f, erfcf(__fmul_rn(x, -kInvSqrt2)));
-}
-
-__device__ __forceinline__ float gelu(float x) {
-  const float cdf = normal_cdf(x);
-  return __fmul_rn(x, cdf);
-}
-
-__device__ __forceinline__ float gelu_grad(float x) {
-  const float cdf = normal_cdf(x);
-  const float pdf = __fmul_rn(kInvSqrt2Pi, expf(__fmul_rn(__fmul_rn(-0.5f, x), x)));
-  return __fadd_rn(cdf, __fmul_rn(x, pdf));
-}
-
-template <typename OutT>
-__global__ void gelu_forward_kernel(OutT* out, const float* x, int64_t n) {
-  for (int64_t i = grid_start(); i < n; i += grid_step()) store_f32(out, i, gelu(x[i]));
-}
-
-__global__ void gelu_backward_kernel(float* dx, const float* dout, const float* x, int64_t n) {
-  for (int64_t i = grid_start(); i < n; i += grid_step()) {
-    dx[i] = __fmul_rn(dout[i], gelu_grad(x[i]));
-  }
-}
+using namespace norm_gelu_kernels;  // the kernels and row_blocks / row_threads
 
 nm_status check_rows(const char* op, int64_t n, int64_t c) {
   if (n < 0 || c < 0) {

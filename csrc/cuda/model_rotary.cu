@@ -7,46 +7,22 @@
 // reads and writes contiguous runs of the row. The f32 products and sums use explicit
 // round-to-nearest intrinsics (no FMA contraction), so the results match the CPU bit for bit
 // whenever the double cos/sin round to the same f32 (practically always).
+//
+// The kernel is in model_rotary_kernels.cuh (shared with the host emulation, emulation/).
 #include <math.h>
 #include <stdint.h>
 
 #include "check.h"
 #include "context.h"
 #include "dtypes.cuh"
+#include "model_rotary_kernels.cuh"
 #include "ops.h"
 #include "validate.h"
 
 namespace nm_cuda {
 namespace {
 
-__global__ void rotary_kernel(float* qkv, int64_t rows, int64_t t, int64_t heads,
-                              int64_t head_dim, double base, int inverse) {
-  const int64_t half = head_dim / 2;
-  const int64_t total = rows * half;
-  const int64_t c = heads * head_dim;
-  for (int64_t idx = grid_start(); idx < total; idx += grid_step()) {
-    const int64_t row = idx / half;
-    const int64_t j = idx - row * half;
-    const int64_t pos = row % t;
-    const double inv_freq = pow(base, -2.0 * (double)j / (double)head_dim);
-    double sd, cd;
-    sincos((double)pos * inv_freq, &sd, &cd);
-    const float co = (float)cd, si = (float)sd;
-    float* x = qkv + row * 3 * c + j;
-    for (int64_t v = 0; v < 2 * heads; v++) {
-      float* x1 = x + v * head_dim;
-      float* x2 = x1 + half;
-      const float a = *x1, b = *x2;
-      if (!inverse) {
-        *x1 = __fadd_rn(__fmul_rn(a, co), __fmul_rn(b, si));
-        *x2 = __fsub_rn(__fmul_rn(b, co), __fmul_rn(a, si));
-      } else {
-        *x1 = __fsub_rn(__fmul_rn(a, co), __fmul_rn(b, si));
-        *x2 = __fadd_rn(__fmul_rn(b, co), __fmul_rn(a, si));
-      }
-    }
-  }
-}
+using namespace rotary_kernels;  // the kernels
 
 }  // namespace
 

@@ -19,6 +19,7 @@
 #include "../attention_flash_bf16_kernels.cuh"
 #include "attention_bf16_reference.h"
 
+#include "harness_rng.h"
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -58,19 +59,7 @@ void emulated_backward(float* dqkv, const float* dout, const float* qkv, const f
 
 // ---- data -------------------------------------------------------------------------------------
 
-struct Rng {  // splitmix64 + Box-Muller
-  uint64_t state;
-  double uniform() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
-  }
-  float normal(double std) {
-    return (float)(std * sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform()));
-  }
-};
+using nm_emu::Rng;  // harness_rng.h
 
 // ---- comparison -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@
 // (the shim must come first)
 #include "../attention_flash_kernels.cuh"
 
+#include "harness_rng.h"
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -254,19 +255,7 @@ Check compare(const char* what, const std::vector<float>& got, const std::vector
   return ck;
 }
 
-struct Rng {  // splitmix64 + Box-Muller
-  uint64_t state;
-  double uniform() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
-  }
-  float normal(double std) {
-    return (float)(std * sqrt(-2.0 * log(uniform())) * cos(6.283185307179586 * uniform()));
-  }
-};
+using nm_emu::Rng;  // harness_rng.h
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;

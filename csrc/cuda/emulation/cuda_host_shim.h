@@ -1,7 +1,9 @@
-// Host emulation of the CUDA built-ins the attention kernels use, so g++ can compile and run the
-// real kernel headers (../attention_flash_bf16_kernels.cuh, ../attention_flash_kernels.cuh)
-// without a GPU. Test-only code: it is built by test/attention-emulation.test.ts, never into the
-// addon or the CUDA module.
+// Host emulation of the CUDA built-ins the module's kernels use, so g++ can compile and run the
+// real kernel headers (../attention_flash_bf16_kernels.cuh, ../attention_flash_kernels.cuh,
+// ../model_norm_gelu_kernels.cuh, ../model_cross_entropy_kernels.cuh, ../model_rotary_kernels.cuh,
+// ../optim_kernels.cuh) without a GPU. Test-only code: it is built by
+// test/attention-emulation.test.ts and test/cuda-emulation.test.ts, never into the addon or the
+// CUDA module.
 //
 // Model: a launch runs its blocks one after the other; each block runs blockDim.x std::threads
 // (a multiple of 32), one per CUDA thread, that share
@@ -15,6 +17,10 @@
 //     `T* name = nm_emu::static_shared<T>(n)` here; every thread of the block makes the same
 //     calls in the same order, so all get the same pointers (a per-thread offset, reset at the
 //     start of each kernel);
+//   - per-declaration shared variables (site_shared, used through csrc/cuda/kernel_compat.cuh's
+//     NM_SHARED_VAR / NM_SHARED_ARRAY): one 0xff-filled buffer per declaration site per block,
+//     as nvcc gives a `__shared__` declaration in a device helper one copy per block however
+//     often the helper is called;
 //   - a warp-shuffle exchange buffer of one 8-byte slot per thread: __shfl_*_sync writes the
 //     caller's value to its slot, waits on the warp barrier, reads the source lane's slot and
 //     waits again (so the next shuffle cannot overwrite a slot still being read). Full-warp
@@ -38,8 +44,10 @@
 
 #include <barrier>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #define __global__
@@ -61,6 +69,15 @@ inline int max(int a, int b) { return a > b ? a : b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
+// A single-rounding fused multiply-add (glibc's fmaf is correctly rounded, with or without -mfma).
+inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline float __int_as_float(int bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 struct dim3 {
   unsigned x, y, z;
@@ -129,6 +146,9 @@ struct Block {
   unsigned char* smem;  // 128-byte aligned, like CUDA's shared memory windows
   unsigned char* static_smem;        // kStaticSmemBytes, 128-byte aligned
   std::vector<uint64_t> shfl_slots;  // one per thread, see __shfl_xor_sync
+  // Per-declaration shared variables (site_shared): one 0xff-filled buffer per declaration site.
+  std::mutex site_mutex;
+  std::vector<std::pair<const void*, std::unique_ptr<uint64_t[]>>> sites;
 };
 
 inline thread_local Block* current_block = nullptr;
@@ -142,6 +162,27 @@ T* static_shared(size_t n) {
   if (at + n * sizeof(T) > kStaticSmemBytes) fail("static shared arrays over 48 KiB");
   static_smem_offset = at + n * sizeof(T);
   return reinterpret_cast<T*>(current_block->static_smem + at);
+}
+
+// The block's shared variable declared at `site` (the address of a static object unique to the
+// declaration, see csrc/cuda/kernel_compat.cuh): n elements of T, 8-byte aligned, 0xff-filled,
+// created by the first thread of the block that reaches the declaration. Like a `__shared__`
+// declaration under nvcc there is one per declaration per block, however often the declaring
+// function is called (a device helper such as block_sum called once per row).
+template <typename T>
+T* site_shared(const void* site, size_t n) {
+  static_assert(alignof(T) <= 8, "site_shared aligns to 8 bytes");
+  Block* b = current_block;
+  std::lock_guard<std::mutex> lock(b->site_mutex);
+  for (auto& entry : b->sites) {
+    if (entry.first == site) return reinterpret_cast<T*>(entry.second.get());
+  }
+  const size_t words = (n * sizeof(T) + 7) / 8;
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[words > 0 ? words : 1]);
+  memset(buf.get(), 0xff, (words > 0 ? words : 1) * 8);
+  T* p = reinterpret_cast<T*>(buf.get());
+  b->sites.emplace_back(site, std::move(buf));
+  return p;
 }
 
 inline unsigned char* dynamic_shared_memory() { return current_block->smem; }

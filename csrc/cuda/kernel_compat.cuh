@@ -1,0 +1,25 @@
+// What a kernel header needs to compile both under nvcc (the CUDA module) and under g++ for the
+// host emulation (csrc/cuda/emulation/, which defines NM_CUDA_EMULATION and includes
+// emulation/cuda_host_shim.h first): shared-variable declarations that are plain `__shared__`
+// under nvcc and, under the emulation, references into the block's per-declaration shared
+// buffers (nm_emu::site_shared: one per declaration per block, as with `__shared__`, also in a
+// device helper called many times per kernel).
+#ifndef NM_CUDA_KERNEL_COMPAT_CUH
+#define NM_CUDA_KERNEL_COMPAT_CUH
+
+#ifdef NM_CUDA_EMULATION
+#ifndef NM_CUDA_HOST_SHIM_H
+#error "the emulation includes emulation/cuda_host_shim.h first"
+#endif
+#define NM_SHARED_VAR(type, name)    \
+  static char name##_nm_shared_site; \
+  type& name = *nm_emu::site_shared<type>(&name##_nm_shared_site, 1)
+#define NM_SHARED_ARRAY(type, name, count) \
+  static char name##_nm_shared_site;       \
+  type* name = nm_emu::site_shared<type>(&name##_nm_shared_site, count)
+#else
+#define NM_SHARED_VAR(type, name) __shared__ type name
+#define NM_SHARED_ARRAY(type, name, count) __shared__ type name[count]
+#endif
+
+#endif  // NM_CUDA_KERNEL_COMPAT_CUH
