@@ -6,9 +6,8 @@
 // (csrc/cuda/emulation/attention_flash_emulation.cc), which defines NM_CUDA_EMULATION and
 // includes emulation/cuda_host_shim.h first. So the kernels keep to what that shim provides:
 // __syncthreads, __shfl_xor_sync over whole warps, float4, __fmul_rn / __fsub_rn, int min,
-// math.h functions, and static shared arrays declared through NM_FLASH_SMEM / NM_FLASH_SMEM_A16
-// (plain `__shared__` arrays under nvcc; under the emulation, pointers into the block's static
-// shared area, handed out in declaration order, so every thread of a block gets the same ones).
+// math.h functions, and shared arrays declared through kernel_compat.cuh's NM_SHARED_ARRAY /
+// NM_SHARED_ARRAY_A16 (plain `__shared__` arrays under nvcc).
 // `#pragma unroll` is ignored by g++ (the harness builds with -Wno-unknown-pragmas).
 #ifndef NM_CUDA_ATTENTION_FLASH_KERNELS_CUH
 #define NM_CUDA_ATTENTION_FLASH_KERNELS_CUH
@@ -16,16 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifdef NM_CUDA_EMULATION
-#ifndef NM_CUDA_HOST_SHIM_H
-#error "the emulation includes emulation/cuda_host_shim.h first"
-#endif
-#define NM_FLASH_SMEM(type, name, count) type* name = nm_emu::static_shared<type>(count)
-#define NM_FLASH_SMEM_A16(type, name, count) type* name = nm_emu::static_shared<type>(count)
-#else
-#define NM_FLASH_SMEM(type, name, count) __shared__ type name[count]
-#define NM_FLASH_SMEM_A16(type, name, count) __shared__ __align__(16) type name[count]
-#endif
+#include "kernel_compat.cuh"
 
 namespace nm_cuda {
 namespace flash_f32 {
@@ -80,10 +70,10 @@ __global__ void __launch_bounds__(kFwdThreads)
   constexpr int kLd = HD + 4;        // shared row stride: float4-aligned, spreads the banks
   constexpr int kPsLd = kFwdKeys + 1;
   constexpr int kChunks = HD / 16;   // float4 chunks of the output row per thread
-  NM_FLASH_SMEM_A16(float, qs, kFwdRows * kLd);
-  NM_FLASH_SMEM_A16(float, ks, kFwdKeys * kLd);
-  NM_FLASH_SMEM_A16(float, vs, kFwdKeys * kLd);
-  NM_FLASH_SMEM(float, ps, kFwdRows * kPsLd);
+  NM_SHARED_ARRAY_A16(float, qs, kFwdRows * kLd);
+  NM_SHARED_ARRAY_A16(float, ks, kFwdKeys * kLd);
+  NM_SHARED_ARRAY_A16(float, vs, kFwdKeys * kLd);
+  NM_SHARED_ARRAY(float, ps, kFwdRows * kPsLd);
 
   const int64_t bh = blockIdx.x / q_tiles;
   const int tile = q_tiles - 1 - (int)(blockIdx.x % q_tiles);  // longest rows first
@@ -181,14 +171,14 @@ __global__ void __launch_bounds__(kBwdThreads)
   constexpr int kLd = HD + 4;
   constexpr int kTLd = kBwdTile + 1;
   constexpr int kChunks = HD / 16;
-  NM_FLASH_SMEM_A16(float, ks, kBwdTile * kLd);
-  NM_FLASH_SMEM_A16(float, vs, kBwdTile * kLd);
-  NM_FLASH_SMEM_A16(float, qs, kBwdTile * kLd);
-  NM_FLASH_SMEM_A16(float, dos, kBwdTile * kLd);
-  NM_FLASH_SMEM(float, pt, kBwdTile * kTLd);   // pt[c][r] = p(i0 + r, k0 + c)
-  NM_FLASH_SMEM(float, dst, kBwdTile * kTLd);  // dst[c][r] = ds(i0 + r, k0 + c)
-  NM_FLASH_SMEM(float, lse_s, kBwdTile);
-  NM_FLASH_SMEM(float, delta_s, kBwdTile);
+  NM_SHARED_ARRAY_A16(float, ks, kBwdTile * kLd);
+  NM_SHARED_ARRAY_A16(float, vs, kBwdTile * kLd);
+  NM_SHARED_ARRAY_A16(float, qs, kBwdTile * kLd);
+  NM_SHARED_ARRAY_A16(float, dos, kBwdTile * kLd);
+  NM_SHARED_ARRAY(float, pt, kBwdTile * kTLd);   // pt[c][r] = p(i0 + r, k0 + c)
+  NM_SHARED_ARRAY(float, dst, kBwdTile * kTLd);  // dst[c][r] = ds(i0 + r, k0 + c)
+  NM_SHARED_ARRAY(float, lse_s, kBwdTile);
+  NM_SHARED_ARRAY(float, delta_s, kBwdTile);
 
   const int64_t bh = blockIdx.x / tiles;
   const int tile = (int)(blockIdx.x % tiles);  // early keys (most queries) first
@@ -281,11 +271,11 @@ __global__ void __launch_bounds__(kBwdThreads)
   constexpr int kLd = HD + 4;
   constexpr int kTLd = kBwdTile + 1;
   constexpr int kChunks = HD / 16;
-  NM_FLASH_SMEM_A16(float, qs, kBwdTile * kLd);
-  NM_FLASH_SMEM_A16(float, dos, kBwdTile * kLd);
-  NM_FLASH_SMEM_A16(float, ks, kBwdTile * kLd);
-  NM_FLASH_SMEM_A16(float, vs, kBwdTile * kLd);
-  NM_FLASH_SMEM(float, dss, kBwdTile * kTLd);  // dss[r][c] = ds(i0 + r, k0 + c)
+  NM_SHARED_ARRAY_A16(float, qs, kBwdTile * kLd);
+  NM_SHARED_ARRAY_A16(float, dos, kBwdTile * kLd);
+  NM_SHARED_ARRAY_A16(float, ks, kBwdTile * kLd);
+  NM_SHARED_ARRAY_A16(float, vs, kBwdTile * kLd);
+  NM_SHARED_ARRAY(float, dss, kBwdTile * kTLd);  // dss[r][c] = ds(i0 + r, k0 + c)
 
   const int64_t bh = blockIdx.x / tiles;
   const int tile = tiles - 1 - (int)(blockIdx.x % tiles);  // longest rows first

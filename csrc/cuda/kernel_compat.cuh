@@ -17,9 +17,12 @@
 #define NM_SHARED_ARRAY(type, name, count) \
   static char name##_nm_shared_site;       \
   type* name = nm_emu::site_shared<type>(&name##_nm_shared_site, count)
+// (the emulation aligns every shared declaration to 16 bytes)
+#define NM_SHARED_ARRAY_A16(type, name, count) NM_SHARED_ARRAY(type, name, count)
 #else
 #define NM_SHARED_VAR(type, name) __shared__ type name
 #define NM_SHARED_ARRAY(type, name, count) __shared__ type name[count]
+#define NM_SHARED_ARRAY_A16(type, name, count) __shared__ __align__(16) type name[count]
 #endif
 
 #endif  // NM_CUDA_KERNEL_COMPAT_CUH

@@ -11,16 +11,12 @@
 //     in f32 and in bf16), so a read of shared memory nobody wrote shows up as NaN;
 //   - a std::barrier for __syncthreads, and one std::barrier per warp of 32 threads for
 //     __syncwarp (and for the warp-collective wmma calls, see wmma_shim.h);
-//   - a static shared area of 48 KiB (CUDA's limit for static __shared__ arrays), also 0xff
-//     filled, from which static_shared<T>(n) hands out arrays in call order: a kernel declares
-//     its shared arrays through a macro that is `__shared__ T name[n]` under nvcc and
-//     `T* name = nm_emu::static_shared<T>(n)` here; every thread of the block makes the same
-//     calls in the same order, so all get the same pointers (a per-thread offset, reset at the
-//     start of each kernel);
-//   - per-declaration shared variables (site_shared, used through csrc/cuda/kernel_compat.cuh's
-//     NM_SHARED_VAR / NM_SHARED_ARRAY): one 0xff-filled buffer per declaration site per block,
-//     as nvcc gives a `__shared__` declaration in a device helper one copy per block however
-//     often the helper is called;
+//   - a static shared area of 48 KiB (CUDA's limit for static __shared__ memory), also 0xff
+//     filled, from which site_shared hands out one 16-byte aligned buffer per declaration site
+//     (kernels declare shared variables and arrays through csrc/cuda/kernel_compat.cuh's
+//     NM_SHARED_VAR / NM_SHARED_ARRAY / NM_SHARED_ARRAY_A16, plain `__shared__` under nvcc), as
+//     nvcc gives a `__shared__` declaration one copy per block, also in a device helper called
+//     many times per kernel;
 //   - a warp-shuffle exchange buffer of one 8-byte slot per thread: __shfl_*_sync writes the
 //     caller's value to its slot, waits on the warp barrier, reads the source lane's slot and
 //     waits again (so the next shuffle cannot overwrite a slot still being read). Full-warp
@@ -146,43 +142,33 @@ struct Block {
   unsigned char* smem;  // 128-byte aligned, like CUDA's shared memory windows
   unsigned char* static_smem;        // kStaticSmemBytes, 128-byte aligned
   std::vector<uint64_t> shfl_slots;  // one per thread, see __shfl_xor_sync
-  // Per-declaration shared variables (site_shared): one 0xff-filled buffer per declaration site.
+  // Per-declaration shared variables (site_shared): their place in static_smem by site.
   std::mutex site_mutex;
-  std::vector<std::pair<const void*, std::unique_ptr<uint64_t[]>>> sites;
+  std::vector<std::pair<const void*, unsigned char*>> sites;
+  size_t static_used = 0;
 };
 
 inline thread_local Block* current_block = nullptr;
-inline thread_local size_t static_smem_offset = 0;
-
-// The next static shared array of n elements of T (16-byte aligned), see the top of the file.
-template <typename T>
-T* static_shared(size_t n) {
-  size_t at = (static_smem_offset + 15) & ~(size_t)15;
-  if (alignof(T) > 16) at = (at + alignof(T) - 1) & ~(alignof(T) - 1);
-  if (at + n * sizeof(T) > kStaticSmemBytes) fail("static shared arrays over 48 KiB");
-  static_smem_offset = at + n * sizeof(T);
-  return reinterpret_cast<T*>(current_block->static_smem + at);
-}
-
 // The block's shared variable declared at `site` (the address of a static object unique to the
-// declaration, see csrc/cuda/kernel_compat.cuh): n elements of T, 8-byte aligned, 0xff-filled,
-// created by the first thread of the block that reaches the declaration. Like a `__shared__`
-// declaration under nvcc there is one per declaration per block, however often the declaring
-// function is called (a device helper such as block_sum called once per row).
+// declaration, see csrc/cuda/kernel_compat.cuh): n elements of T, 16-byte aligned, in the block's
+// 0xff-filled static shared area, placed by the first thread of the block that reaches the
+// declaration. Like a `__shared__` declaration under nvcc there is one per declaration per
+// block, however often the declaring function is called (a device helper such as block_sum
+// called once per row), and all of them together must fit in 48 KiB.
 template <typename T>
 T* site_shared(const void* site, size_t n) {
-  static_assert(alignof(T) <= 8, "site_shared aligns to 8 bytes");
+  static_assert(alignof(T) <= 16, "site_shared aligns to 16 bytes");
   Block* b = current_block;
   std::lock_guard<std::mutex> lock(b->site_mutex);
   for (auto& entry : b->sites) {
-    if (entry.first == site) return reinterpret_cast<T*>(entry.second.get());
+    if (entry.first == site) return reinterpret_cast<T*>(entry.second);
   }
-  const size_t words = (n * sizeof(T) + 7) / 8;
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[words > 0 ? words : 1]);
-  memset(buf.get(), 0xff, (words > 0 ? words : 1) * 8);
-  T* p = reinterpret_cast<T*>(buf.get());
-  b->sites.emplace_back(site, std::move(buf));
-  return p;
+  const size_t at = (b->static_used + 15) & ~(size_t)15;
+  if (at + n * sizeof(T) > kStaticSmemBytes) fail("static shared memory over 48 KiB");
+  b->static_used = at + n * sizeof(T);
+  unsigned char* p = b->static_smem + at;
+  b->sites.emplace_back(site, p);
+  return reinterpret_cast<T*>(p);
 }
 
 inline unsigned char* dynamic_shared_memory() { return current_block->smem; }
@@ -208,7 +194,6 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
         blockDim = block;
         gridDim = grid;
         current_block = &ctx;
-        static_smem_offset = 0;
         kernel(args...);
         ctx.warp_barriers[tx / 32]->arrive_and_drop();
         ctx.block_barrier.arrive_and_drop();
