@@ -33,6 +33,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu_features.h"
 #include "optim_kernels.h"
 #include "thread_pool.h"
 
@@ -115,10 +116,7 @@ DotTile select_dot_tile() {
   const char* env = std::getenv("NM_GEMM_KERNEL");
   const bool force_generic = env != nullptr && std::strcmp(env, "generic") == 0;
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (!force_generic && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return dot_tile_avx2;
-  }
+  if (!force_generic && cpu_has_avx2_fma()) return dot_tile_avx2;
 #endif
   (void)force_generic;
   return dot_tile_generic;

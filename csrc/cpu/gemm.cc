@@ -29,6 +29,7 @@
 #include <new>
 
 #include "../core/bf16.h"
+#include "cpu_features.h"
 #include "gemm_internal.h"
 #include "thread_pool.h"
 
@@ -60,24 +61,6 @@ double work_of(int64_t m, int64_t n, int64_t k) {
 }
 
 // ---- kernel selection --------------------------------------------------------------------
-
-bool cpu_has_avx512f() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");  // libgcc also checks the OS saves zmm state
-#else
-  return false;
-#endif
-}
-
-bool cpu_has_avx2_fma() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
 
 const KernelInfo* usable_avx512() {
   return cpu_has_avx512f() ? gemm_detail::avx512_kernel() : nullptr;

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_features.h"
 #include "model_kernels_b.h"
 #include "thread_pool.h"
 
@@ -360,10 +361,6 @@ __attribute__((target("avx2"))) void backward_head_avx2(const BackwardArgs& args
                                                         int64_t pair) {
   backward_head_impl<0>(args, pair);
 }
-bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-}
 #endif
 
 }  // namespace
@@ -375,7 +372,7 @@ void attention_forward(float* out, float* lse, const float* qkv, int64_t b, int6
   const ForwardArgs args{out, lse, qkv, make_dims(t, heads, head_dim, scale)};
   void (*fn)(const ForwardArgs&, int64_t) = forward_head_generic;
 #if defined(__x86_64__) || defined(__i386__)
-  if (use_avx2()) fn = forward_head_avx2;
+  if (cpu_has_avx2()) fn = forward_head_avx2;
 #endif
   compute_pool().parallel_for(pairs, [&](int64_t pair) { fn(args, pair); });
 }
@@ -388,7 +385,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   const BackwardArgs args{dqkv, dout, qkv, out, lse, make_dims(t, heads, head_dim, scale)};
   void (*fn)(const BackwardArgs&, int64_t) = backward_head_generic;
 #if defined(__x86_64__) || defined(__i386__)
-  if (use_avx2()) fn = backward_head_avx2;
+  if (cpu_has_avx2()) fn = backward_head_avx2;
 #endif
   compute_pool().parallel_for(pairs, [&](int64_t pair) { fn(args, pair); });
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/bf16.h"
+#include "cpu_features.h"
 #include "model_kernels_b.h"
 #include "thread_pool.h"
 
@@ -210,10 +211,6 @@ __attribute__((target("avx2"))) void backward_pair_avx2(const BackwardArgs& args
                                                         int64_t pair) {
   backward_pair_impl(args, pair);
 }
-bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
-}
 #endif
 
 }  // namespace
@@ -225,7 +222,7 @@ void attention_forward_bf16(float* out, float* lse, const float* qkv, int64_t b,
   const ForwardArgs args{out, lse, qkv, make_pair_dims(t, heads, head_dim, scale)};
   void (*fn)(const ForwardArgs&, int64_t) = forward_pair_generic;
 #if defined(__x86_64__) || defined(__i386__)
-  if (use_avx2()) fn = forward_pair_avx2;
+  if (cpu_has_avx2()) fn = forward_pair_avx2;
 #endif
   compute_pool().parallel_for(pairs, [&](int64_t pair) { fn(args, pair); });
 }
@@ -238,7 +235,7 @@ void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, c
   const BackwardArgs args{dqkv, dout, qkv, out, lse, make_pair_dims(t, heads, head_dim, scale)};
   void (*fn)(const BackwardArgs&, int64_t) = backward_pair_generic;
 #if defined(__x86_64__) || defined(__i386__)
-  if (use_avx2()) fn = backward_pair_avx2;
+  if (cpu_has_avx2()) fn = backward_pair_avx2;
 #endif
   compute_pool().parallel_for(pairs, [&](int64_t pair) { fn(args, pair); });
 }
