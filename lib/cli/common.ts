@@ -1,5 +1,6 @@
-// What the two CLIs share: their I/O seam, the usage-error type and exit convention, and the
-// parsing of counts written with k / M / G suffixes.
+// What the two CLIs share: their I/O seam, the usage-error type and exit convention, the walk
+// over argv with option values, and the parsing of choices and of counts written with k / M / G
+// suffixes.
 
 /** What a CLI's main() writes to; process.stdout / process.stderr by default. */
 export interface CliIO {
@@ -11,6 +12,31 @@ export interface CliIO {
 
 /** A bad command line: printed with a hint to --help, exit status 2. */
 export class UsageError extends Error {}
+
+/**
+ * Calls onArg(flag, value, raw) for each argument in order. flag is the option name ('--out' for
+ * both '--out x' and '--out=x'); value() reads the option's value (after '=' or the next
+ * argument), refusing a missing one or one that looks like another option (negative numbers pass).
+ */
+export function walkArgs(argv: readonly string[], onArg: (flag: string, value: () => string, raw: string) => void): void {
+  for (let i = 0; i < argv.length; i++) {
+    const raw = argv[i];
+    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
+    const flag = eq > 0 ? raw.slice(0, eq) : raw;
+    const value = (): string => {
+      const v = eq > 0 ? raw.slice(eq + 1) : argv[++i];
+      if (v === undefined || (eq < 0 && v.startsWith('-') && v.length > 1 && !/^-\d/.test(v))) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    onArg(flag, value, raw);
+  }
+}
+
+/** text when it is one of choices, else a UsageError: "<option> must be <described> (got '<text>')". */
+export function parseChoice<T extends string>(option: string, text: string, choices: readonly T[], described: string): T {
+  if (!(choices as readonly string[]).includes(text)) throw new UsageError(`${option} must be ${described} (got '${text}')`);
+  return text as T;
+}
 
 const SUFFIX: Record<string, number> = { '': 1, k: 1e3, K: 1e3, m: 1e6, M: 1e6, g: 1e9, G: 1e9 };
 

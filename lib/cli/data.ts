@@ -2,7 +2,7 @@
 // newton-muon-data: text files -> token shards in the modded-nanogpt / llm.c format, ready for
 // `newton-muon-train --data`. main(argv, io) returns the exit status and writes only through io,
 // so tests drive it without spawning a process.
-import { CliIO, parseOrUsageExit, parseSuffixed, UsageError } from './common';
+import { CliIO, parseChoice, parseOrUsageExit, parseSuffixed, UsageError, walkArgs } from './common';
 import { DataError } from '../data/errors';
 import { expandGlobs } from '../data/glob';
 import { DEFAULT_PREFIX, DEFAULT_SHARD_SIZE, DEFAULT_VAL_FRACTION, fileDocument, prepareShards } from '../data/prepare';
@@ -68,27 +68,12 @@ export function parseDataArgs(argv: readonly string[]): DataArgs {
   const args: DataArgs = {
     help: false, inputs: [], out: null, tokenizer: 'gpt2', shardSize: DEFAULT_SHARD_SIZE, prefix: DEFAULT_PREFIX, force: false,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const raw = argv[i];
-    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      const v = eq > 0 ? raw.slice(eq + 1) : argv[++i];
-      if (v === undefined || (eq < 0 && v.startsWith('-') && v.length > 1 && !/^-\d/.test(v))) {
-        throw new UsageError(`${flag} needs a value`);
-      }
-      return v;
-    };
+  walkArgs(argv, (flag, value, raw) => {
     switch (flag) {
       case '-h': case '--help': args.help = true; break;
       case '-i': case '--input': args.inputs.push(value()); break;
       case '-o': case '--out': args.out = value(); break;
-      case '--tokenizer': {
-        const v = value();
-        if (v !== 'gpt2' && v !== 'byte') throw new UsageError(`--tokenizer must be ${TOKENIZER_NAMES.join(' or ')} (got '${v}')`);
-        args.tokenizer = v;
-        break;
-      }
+      case '--tokenizer': args.tokenizer = parseChoice(flag, value(), TOKENIZER_NAMES, TOKENIZER_NAMES.join(' or ')); break;
       case '--shard-size': {
         args.shardSize = parseCount('--shard-size', value());
         if (args.shardSize > MAX_SHARD_TOKENS) throw new UsageError(`--shard-size must be at most ${MAX_SHARD_TOKENS} tokens (got ${args.shardSize})`);
@@ -113,7 +98,7 @@ export function parseDataArgs(argv: readonly string[]): DataArgs {
         if (raw.startsWith('-') && raw.length > 1) throw new UsageError(`unknown option '${raw}'`);
         args.inputs.push(raw);
     }
-  }
+  });
   if (args.help) return args;
   if (args.valFraction !== undefined && args.valTokens !== undefined) {
     throw new UsageError('give --val-fraction or --val-tokens, not both');

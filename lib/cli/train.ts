@@ -6,7 +6,7 @@
 // and writes only through io, so tests drive it without spawning a process.
 import * as path from 'path';
 
-import { CliIO, parseOrUsageExit, parseSuffixed, UsageError } from './common';
+import { CliIO, parseChoice, parseOrUsageExit, parseSuffixed, UsageError, walkArgs } from './common';
 import { DataError } from '../data/errors';
 import { devices } from '../device';
 import { ATTENTION_ALGOS } from '../gpt2/ops';
@@ -18,6 +18,8 @@ import { writeCompareReport } from '../train/report';
 import type { CompareRun } from '../train/report';
 import { detectVocabSize, Trainer } from '../train/trainer';
 import type { TrainEvent, TrainResult } from '../train/trainer';
+
+const DEVICES = ['cpu', 'cuda', 'auto'] as const;
 
 const USAGE = `Usage: newton-muon-train [options]
 
@@ -131,48 +133,20 @@ function parsePositive(option: string, text: string): number {
 
 export function parseArgs(argv: readonly string[]): TrainArgs {
   const args: TrainArgs = { help: false, version: false, compare: false };
-  for (let i = 0; i < argv.length; i++) {
-    const raw = argv[i];
-    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      const v = eq > 0 ? raw.slice(eq + 1) : argv[++i];
-      if (v === undefined || (eq < 0 && v.startsWith('-') && v.length > 1 && !/^-\d/.test(v))) throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
+  walkArgs(argv, (flag, value, raw) => {
     switch (flag) {
       case '-h': case '--help': args.help = true; break;
       case '-v': case '--version': args.version = true; break;
       case '--compare': args.compare = true; break;
-      case '--preset': {
-        const v = value();
-        if (!PRESET_NAMES.includes(v as PresetName)) throw new UsageError(`--preset must be ${PRESET_NAMES.join(' or ')} (got '${v}')`);
-        args.preset = v as PresetName;
-        break;
-      }
-      case '--optimizer': {
-        const v = value();
-        if (!OPTIMIZER_NAMES.includes(v as OptimizerName)) throw new UsageError(`--optimizer must be ${OPTIMIZER_NAMES.join(', ')} (got '${v}')`);
-        args.optimizer = v as OptimizerName;
-        break;
-      }
-      case '--device': {
-        const v = value();
-        if (v !== 'cpu' && v !== 'cuda' && v !== 'auto') throw new UsageError(`--device must be cpu, cuda or auto (got '${v}')`);
-        args.device = v;
-        break;
-      }
+      case '--preset': args.preset = parseChoice(flag, value(), PRESET_NAMES, PRESET_NAMES.join(' or ')); break;
+      case '--optimizer': args.optimizer = parseChoice(flag, value(), OPTIMIZER_NAMES, OPTIMIZER_NAMES.join(', ')); break;
+      case '--device': args.device = parseChoice(flag, value(), DEVICES, 'cpu, cuda or auto'); break;
       case '--data': args.data = value(); break;
       case '--val-data': args.valData = value(); break;
       case '--out': case '-o': args.out = value(); break;
       case '--resume': args.resume = value(); break;
       case '--init': args.init = value(); break;
-      case '--attention': {
-        const v = value();
-        if (!(ATTENTION_ALGOS as readonly string[]).includes(v)) throw new UsageError(`--attention must be ${ATTENTION_ALGOS.join(', ')} (got '${v}')`);
-        args.attention = v as AttentionAlgo;
-        break;
-      }
+      case '--attention': args.attention = parseChoice(flag, value(), ATTENTION_ALGOS, ATTENTION_ALGOS.join(', ')); break;
       case '--steps': args.steps = parseInteger('--steps', value(), 1); break;
       case '--batch-size': args.batchSize = parseInteger('--batch-size', value(), 1); break;
       case '--micro-batch': args.microBatch = parseInteger('--micro-batch', value(), 1); break;
@@ -189,7 +163,7 @@ export function parseArgs(argv: readonly string[]): TrainArgs {
       default:
         throw new UsageError(raw.startsWith('-') ? `unknown option '${raw}'` : `unexpected argument '${raw}'`);
     }
-  }
+  });
   if (args.help || args.version) return args;
   if ((args.data === undefined) !== (args.valData === undefined)) throw new UsageError('give both --data and --val-data (train and validation shards)');
   if (args.compare && args.resume !== undefined) throw new UsageError('--compare cannot be combined with --resume');
