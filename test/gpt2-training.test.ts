@@ -8,8 +8,8 @@
 // The corpus: a fixed random permutation `next` of the 32 tokens forming a single cycle; the
 // stream follows it (token after v is next[v]), so the next token is a deterministic function of
 // the current one and the optimum loss is 0. Each sequence starts at a random point of the cycle.
-import { AdamW, GPT2, NewtonMuon } from '../lib/index';
-import type { GPT2Config, MatrixParam, Tensor } from '../lib/index';
+import { AdamW, GPT2, gpt2MatrixParams, NewtonMuon } from '../lib/index';
+import type { GPT2Config, Tensor } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
 import { HostRng } from './helpers/reference';
 
@@ -102,15 +102,7 @@ test('Newton-Muon on the block matrices (inputs from the hook) + AdamW on the em
   const result = await train(seed, (model) => {
     const params = model.stateDict();
     const grads = model.grads();
-    const matrices: MatrixParam[] = [];
-    for (let l = 0; l < CFG.nLayer; l++) {
-      const p = `transformer.h.${l}`;
-      const m = (name: string, extra: Partial<MatrixParam> = {}): MatrixParam => ({ name, param: params[name], grad: grads[name], ...extra });
-      matrices.push(m(`${p}.attn.c_attn.weight`, { rowBlocks: 3 }));
-      matrices.push(m(`${p}.attn.c_proj.weight`));
-      matrices.push(m(`${p}.mlp.c_fc.weight`));
-      matrices.push(m(`${p}.mlp.c_proj.weight`, { inputBlocks: 4 }));
-    }
+    const matrices = gpt2MatrixParams(model);
     const warnings: string[] = [];
     const muon = new NewtonMuon(matrices, { lr: 0.02, momentum: 0.95, refreshEvery: 4, onWarning: (w) => warnings.push(w) });
     const wte = 'transformer.wte.weight';

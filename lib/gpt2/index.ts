@@ -1,4 +1,5 @@
 export { GPT2 } from './model';
+export { gpt2MatrixParams } from './matrix_params';
 export type { ForwardBackwardOptions, GPT2Options } from './model';
 export { GPT2_124M, parameterSpecs } from './config';
 export type { GPT2Config, ParamSpec } from './config';

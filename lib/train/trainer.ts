@@ -24,10 +24,11 @@ import { resolveDevice } from '../device';
 import type { DeviceName } from '../device';
 import { GPT2 } from '../gpt2/model';
 import { WTE } from '../gpt2/config';
+import { gpt2MatrixParams } from '../gpt2/matrix_params';
 import { axpy } from '../ops';
 import { AdamW } from '../optim/adamw';
 import { assertGradientsFinite } from '../optim/finite';
-import type { MatrixOptimizer, MatrixParam } from '../optim/matrix_optimizer';
+import type { MatrixOptimizer } from '../optim/matrix_optimizer';
 import { Muon } from '../optim/muon';
 import { NewtonMuon } from '../optim/newton_muon';
 import { untracked } from '../scope';
@@ -178,15 +179,7 @@ export class Trainer {
       this.matrixOpt = null;
       this.adam = new AdamW(Object.keys(params).map((name) => ({ name, param: params[name], grad: grads[name] })), { lr: c.lr, ...adamOptions });
     } else {
-      const matrices: MatrixParam[] = [];
-      for (let l = 0; l < c.model.nLayer; l++) {
-        const p = `transformer.h.${l}`;
-        const m = (name: string, extra: Partial<MatrixParam> = {}): MatrixParam => ({ name, param: params[name], grad: grads[name], ...extra });
-        matrices.push(m(`${p}.attn.c_attn.weight`, { rowBlocks: 3 }));
-        matrices.push(m(`${p}.attn.c_proj.weight`));
-        matrices.push(m(`${p}.mlp.c_fc.weight`));
-        matrices.push(m(`${p}.mlp.c_proj.weight`, { inputBlocks: 4 }));
-      }
+      const matrices = gpt2MatrixParams(this.model);
       const options = { lr: c.lr * c.matrixLrScale, momentum: c.momentum, nesterov: true, checkFinite: false };
       this.matrixOpt = c.optimizer === 'muon'
         ? new Muon(matrices, options)
