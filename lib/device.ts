@@ -29,6 +29,20 @@ export function cudaModuleCandidates(): string[] {
 }
 
 let cudaInfo: NativeDeviceInfo | undefined;
+let cudaIndex = 0;
+
+/**
+ * Picks the GPU this process uses as device 'cuda' (default 0). One GPU per process: a
+ * data-parallel rank takes the GPU of its local rank. Call it before the first use of CUDA
+ * (devices(), 'auto', 'cuda'); afterwards only the same index is accepted.
+ */
+export function selectCudaDevice(index: number): void {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`selectCudaDevice: index must be an integer >= 0, got ${String(index)}`);
+  if (cudaInfo !== undefined && index !== cudaIndex) {
+    throw new Error(`selectCudaDevice(${index}): CUDA is already in use on GPU ${cudaIndex} in this process (select the GPU before the first use of CUDA)`);
+  }
+  cudaIndex = index;
+}
 
 function toDeviceInfo(raw: NativeDeviceInfo): DeviceInfo {
   const info: DeviceInfo = { name: raw.name as DeviceName, available: raw.available };
@@ -40,7 +54,7 @@ function toDeviceInfo(raw: NativeDeviceInfo): DeviceInfo {
 
 function cuda(): NativeDeviceInfo {
   // Loading is attempted once per process; the outcome (and its reason) is cached natively.
-  cudaInfo ??= native.loadCuda(cudaModuleCandidates());
+  cudaInfo ??= native.loadCuda(cudaModuleCandidates(), cudaIndex);
   return cudaInfo;
 }
 

@@ -30,11 +30,31 @@ export interface NativeGemmArgs {
   abDtype: number; cDtype: number;
 }
 
+/** Opaque handle to one communicator of a process group (an N-API External). */
+export interface CommHandle {
+  readonly __nmComm: unique symbol;
+}
+
+/** What commCreate needs to join a group (csrc/core/comm.h, nm_comm_config). */
+export interface NativeCommConfig {
+  rank: number;
+  worldSize: number;
+  timeoutMs: number;
+  /** NCCL: rank 0's unique id. */
+  uniqueId?: ArrayBuffer;
+  /** Gloo: the rendezvous store and this group's key prefix; the address peers reach us at. */
+  storeHost: string;
+  storePort: number;
+  storePrefix: string;
+  hostname: string;
+  iface: string;
+}
+
 /** Offsets are in bytes; counts (n) in elements; dtypes are nm_dtype codes. */
 export interface NativeAddon {
   abiVersion: number;
   cpuInfo(): NativeDeviceInfo;
-  loadCuda(candidatePaths: string[]): NativeDeviceInfo;
+  loadCuda(candidatePaths: string[], deviceIndex?: number): NativeDeviceInfo;
   memoryStats(): Record<string, { bytes: number; buffers: number; peakBytes: number }>;
   resetPeakMemory(): void;
   alloc(device: string, bytes: number): BufferHandle;
@@ -90,6 +110,22 @@ export interface NativeAddon {
     t: number, heads: number, headDim: number, scale: number, algo: number): void;
   crossEntropy(losses: BufferHandle, lossesOffset: number, logits: BufferHandle, logitsOffset: number,
     targets: BufferHandle, targetsOffset: number, n: number, vocab: number, gradScale: number): void;
+  // Process-group collectives (csrc/core/comm.h, lib/dist). reduceOp: 0 sum, 1 avg.
+  commEngines(glooCandidates: string[]): NativeDeviceInfo[];
+  commUniqueId(engine: string): ArrayBuffer;
+  commCreate(engine: string, device: string, config: NativeCommConfig): Promise<CommHandle>;
+  commAllReduce(comm: CommHandle, out: BufferHandle, outOffset: number, input: BufferHandle, inOffset: number,
+    n: number, dtype: number, reduceOp: number): void;
+  commReduceScatter(comm: CommHandle, out: BufferHandle, outOffset: number, input: BufferHandle, inOffset: number,
+    n: number, dtype: number, reduceOp: number): void;
+  commAllGather(comm: CommHandle, out: BufferHandle, outOffset: number, input: BufferHandle, inOffset: number,
+    n: number, dtype: number): void;
+  commBroadcast(comm: CommHandle, buf: BufferHandle, offset: number, n: number, dtype: number, root: number): void;
+  commBarrier(comm: CommHandle): void;
+  commStatus(comm: CommHandle): string | null;
+  commAbort(comm: CommHandle, reason: string): void;
+  commDestroy(comm: CommHandle): Promise<void>;
+  glooOpenFailureReason(modulePath: string, dlerrorText: string): string;
 }
 
 /** The package root (dist/.. when compiled, lib/.. under ts-jest). */

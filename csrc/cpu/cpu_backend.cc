@@ -612,3 +612,9 @@ const nm_backend_ops kCpuOps = {
 }  // namespace nm::cpu
 
 extern "C" const nm_backend_ops* nm_cpu_backend_ops(void) { return &nm::cpu::kCpuOps; }
+
+extern "C" nm_status nm_cpu_enqueue_task(void* queue, void (*task)(void* arg), void* arg) {
+  if (queue == nullptr || task == nullptr) return NM_ERR_INVALID;
+  static_cast<nm_backend*>(queue)->queue.enqueue([task, arg] { task(arg); });
+  return NM_OK;
+}

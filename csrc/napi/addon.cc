@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "async_bindings.h"
+#include "comm_bindings.h"
 #include "device_bindings.h"
 #include "op_bindings.h"
 #include "model_bindings.h"
@@ -15,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nm::napi::register_async_bindings(env, exports);
   nm::napi::register_optim_bindings(env, exports);
   nm::napi::register_model_bindings(env, exports);
+  nm::napi::register_comm_bindings(env, exports);
   return exports;
 }
 

@@ -18,15 +18,17 @@ Napi::Object slot_info(Napi::Env env, const DeviceSlot& slot) {
   return o;
 }
 
-// loadCuda(candidatePaths: string[]) -> {name, available, reason?, describe?, modulePath?}
-// Loads at most once per process; later calls return the first outcome.
+// loadCuda(candidatePaths: string[], deviceIndex = 0) -> {name, available, reason?, describe?,
+// modulePath?}. Loads at most once per process; later calls return the first outcome.
 Napi::Value LoadCuda(const Napi::CallbackInfo& info) {
   std::vector<std::string> candidates;
   if (info[0].IsArray()) {
     Napi::Array arr = info[0].As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); ++i) candidates.push_back(arr.Get(i).ToString().Utf8Value());
   }
-  const DeviceSlot& slot = cuda_device(candidates);
+  int device_index = 0;
+  if (info.Length() > 1 && info[1].IsNumber()) device_index = info[1].As<Napi::Number>().Int32Value();
+  const DeviceSlot& slot = cuda_device(candidates, device_index);
   Napi::Object o = slot_info(info.Env(), slot);
   if (!cuda_module_path().empty()) o.Set("modulePath", cuda_module_path());
   return o;

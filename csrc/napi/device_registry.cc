@@ -64,7 +64,7 @@ std::string open_failure_reason(const std::string& path, const ModuleOpenResult&
 
 // dlopen (with the CUDA library search of cuda_libraries.h) + entry symbol + create(0). Any
 // failure leaves slot.backend null with the reason.
-void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidates) {
+void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidates, int device_index) {
   std::string path;
   for (const auto& candidate : candidates) {
     if (file_exists(candidate)) {
@@ -112,7 +112,8 @@ void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidat
     ::dlclose(handle);
     return;
   }
-  nm_backend* backend = ops->create(0, err, sizeof err);
+  slot.module_handle = handle;
+  nm_backend* backend = ops->create(device_index, err, sizeof err);
   if (backend == nullptr) {
     // Keep the module loaded: its reason string may point into it, and it is cheap.
     slot.unavailable_reason = std::string("CUDA is not usable: ") +
@@ -142,12 +143,12 @@ DeviceSlot& cpu_device() {
   return *cpu_slot;
 }
 
-DeviceSlot& cuda_device(const std::vector<std::string>& module_candidates) {
+DeviceSlot& cuda_device(const std::vector<std::string>& module_candidates, int device_index) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   if (!cuda_slot) {
     auto slot = std::make_unique<DeviceSlot>();
     slot->name = "cuda";
-    load_cuda_module(*slot, module_candidates);
+    load_cuda_module(*slot, module_candidates, device_index);
     cuda_slot = std::move(slot);
   }
   return *cuda_slot;

@@ -19,6 +19,7 @@ struct DeviceSlot {
   nm_backend* backend = nullptr;    // null when unavailable
   std::string unavailable_reason;   // why backend is null
   std::string description_json;     // from ops->describe
+  void* module_handle = nullptr;    // the dlopen handle of the CUDA module (NCCL's table is there)
   std::atomic<int64_t> live_bytes{0};
   std::atomic<int64_t> peak_bytes{0};  // high-water mark of live_bytes since the last reset
   std::atomic<int64_t> live_buffers{0};
@@ -28,8 +29,10 @@ struct DeviceSlot {
 DeviceSlot& cpu_device();
 
 // Tries the candidate module paths in order (first one that exists is loaded) unless the CUDA
-// module was already loaded or failed. Returns the CUDA slot, available or not, with a reason.
-DeviceSlot& cuda_device(const std::vector<std::string>& module_candidates);
+// module was already loaded or failed, and creates the backend for GPU `device_index` (one GPU
+// per process: a data-parallel rank takes the GPU of its local rank). Returns the CUDA slot,
+// available or not, with a reason.
+DeviceSlot& cuda_device(const std::vector<std::string>& module_candidates, int device_index = 0);
 
 // The CUDA slot if a load was already attempted, else null.
 DeviceSlot* cuda_device_if_loaded();
