@@ -11,7 +11,13 @@ import { DataError } from '../data/errors';
 import { devices } from '../device';
 import { ATTENTION_ALGOS } from '../gpt2/ops';
 import type { AttentionAlgo } from '../gpt2/ops';
-import { CheckpointError, findCheckpoint, readCheckpointState } from '../train/checkpoint';
+import { launchLocal } from '../dist/launcher';
+import { launchEnvironment } from '../dist/env';
+import type { LaunchInfo } from '../dist/env';
+import { DistError } from '../dist/errors';
+import { DEFAULT_TIMEOUT_MS, initProcessGroup } from '../dist/process_group';
+import type { ProcessGroup } from '../dist/process_group';
+import { CheckpointError, findCheckpoint, readCheckpointState, removePartialCheckpoints } from '../train/checkpoint';
 import { ConfigError, OPTIMIZER_NAMES, presetConfig, PRESET_NAMES, validateConfig } from '../train/config';
 import type { OptimizerName, PresetName, TrainConfig } from '../train/config';
 import { writeCompareReport } from '../train/report';
@@ -63,6 +69,14 @@ Options:
                                 may change, the rest must match
   --compare                     train Muon and Newton-Muon on identical data and seeds into
                                 <out>/muon and <out>/newton-muon and write <out>/report.html
+  --nproc-per-node <n>          data parallel on this machine: start n ranks (rank r on GPU r with
+                                --device cuda, Gloo over the CPU otherwise); --batch-size stays the
+                                global tokens per step. Under torchrun --no-python, srun or mpiexec
+                                leave it out: their environment is read (docs/DISTRIBUTED.md)
+  --dist-timeout <seconds>      data parallel: the rendezvous or a collective fails after this long
+                                without progress, naming the rank at fault (default 600)
+  --no-shard-optimizer          data parallel: every rank runs the whole Muon / Newton-Muon step
+                                (default: each rank its share of the matrices, then an all-gather)
   -h, --help                    show this text
   -v, --version                 show the package version
 
@@ -75,6 +89,8 @@ Examples:
   newton-muon-train --data 'data/mine/data_train_*.bin' --val-data 'data/mine/data_val_*.bin'
   newton-muon-train --preset speedrun-124m --device cuda \\
     --data 'fineweb10B/fineweb_train_*.bin' --val-data 'fineweb10B/fineweb_val_*.bin'
+  newton-muon-train --nproc-per-node 8 --preset speedrun-124m --device cuda --data ... --val-data ...
+  torchrun --nproc-per-node 8 --no-python newton-muon-train --preset speedrun-124m --device cuda ...
 `;
 
 /** What main() writes to; process.stdout / process.stderr by default. */
@@ -112,6 +128,9 @@ export interface TrainArgs {
   resume?: string;
   init?: string;
   attention?: AttentionAlgo;
+  nprocPerNode?: number;
+  distTimeout?: number;
+  noShardOptimizer?: boolean;
 }
 
 export { UsageError };
@@ -160,6 +179,9 @@ export function parseArgs(argv: readonly string[]): TrainArgs {
       case '--save-every': args.saveEvery = parseInteger('--save-every', value(), 0); break;
       case '--lr': args.lr = parsePositive('--lr', value()); break;
       case '--target-loss': args.targetLoss = parsePositive('--target-loss', value()); break;
+      case '--nproc-per-node': args.nprocPerNode = parseInteger('--nproc-per-node', value(), 1); break;
+      case '--dist-timeout': args.distTimeout = parsePositive('--dist-timeout', value()); break;
+      case '--no-shard-optimizer': args.noShardOptimizer = true; break;
       default:
         throw new UsageError(raw.startsWith('-') ? `unknown option '${raw}'` : `unexpected argument '${raw}'`);
     }
@@ -288,6 +310,7 @@ function progressReporter(io: TrainCliIO, label: string): { event(e: TrainEvent)
         erase();
         io.stdout.write(`${prefix}${c.optimizer} on ${e.device}: GPT-2 ${c.model.nLayer}x${c.model.nEmbd} (${count(e.parameters)} parameters, vocab ${c.model.vocabSize}), ` +
           `${count(c.batchTokens)} tokens/step (${e.microBatches} x ${c.microBatch} x ${c.seqLen}), ${c.steps} steps, lr ${c.lr}` +
+          `${e.worldSize > 1 ? `, ${e.worldSize} ranks${e.sharded ? ' (sharded matrix step)' : ''}` : ''}` +
           `${e.startStep > 0 ? `, resuming at step ${e.startStep}` : ''}; ${count(e.trainTokens)} train tokens, val on ${count(e.valTokens)}\n`);
         if (c.device === 'auto' && e.device === 'cpu' && label === '') {
           const reason = devices().find((d) => d.name === 'cuda')?.reason;
@@ -343,13 +366,20 @@ function summary(r: TrainResult, config: TrainConfig, label = ''): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function trainOne(config: TrainConfig, outDir: string, io: TrainCliIO, label: string, resumeFrom?: string): Promise<TrainResult> {
+/** Data parallel: this rank's group and whether to shard the matrix step. */
+interface DistRun {
+  group: ProcessGroup;
+  shard: boolean;
+}
+
+async function trainOne(config: TrainConfig, outDir: string, io: TrainCliIO, label: string, resumeFrom?: string, dist?: DistRun): Promise<TrainResult> {
   const progress = progressReporter(io, label);
   const warnings: string[] = [];
   let trainer: Trainer | null = null;
   try {
     trainer = await Trainer.create({
       config, outDir, resumeFrom, cacheDir: io.cacheDir, onEvent: (e) => progress.event(e), onWarning: (w) => warnings.push(w),
+      group: dist?.group, shardOptimizer: dist?.shard,
     });
     // Ctrl-C: finish the step, write a checkpoint, exit (a second Ctrl-C kills as usual).
     const t = trainer;
@@ -382,6 +412,113 @@ function version(): string {
   return (require('../../package.json') as { version: string }).version;
 }
 
+/** What a command line asks to train: one run, or the two runs of --compare and their report. */
+interface RunPlan {
+  runs: { config: TrainConfig; out: string; label: string; resume?: string }[];
+  report?: string;
+}
+
+/** The runs of a command line (reads the checkpoint of --resume). */
+export function planRuns(args: TrainArgs): RunPlan {
+  if (args.resume !== undefined) {
+    const dir = findCheckpoint(args.resume);
+    const state = readCheckpointState(dir);
+    const config = resumeConfig(state.config, args, dir);
+    // The run folder the checkpoint belongs to (<run>/checkpoints/step_N), unless --out says otherwise.
+    const parent = path.dirname(dir);
+    const out = args.out ?? (path.basename(parent) === 'checkpoints' ? path.dirname(parent) : path.join('runs', `${config.preset}-${timestamp()}`));
+    return { runs: [{ config, out, label: '', resume: dir }] };
+  }
+  const out = args.out ?? path.join('runs', `${args.preset ?? 'tiny'}-${timestamp()}`);
+  if (!args.compare) return { runs: [{ config: buildConfig(args), out, label: '' }] };
+  const runs = (['muon', 'newton-muon'] as const).map((opt) => {
+    const config = buildConfig(args, opt);
+    return { config, out: path.join(out, config.optimizer), label: config.optimizer };
+  });
+  return { runs, report: path.join(out, 'report.html') };
+}
+
+/** Trains the plan's runs in order; the exit status (130 when stopped early). */
+async function runPlan(plan: RunPlan, io: TrainCliIO, dist?: DistRun): Promise<number> {
+  const done: CompareRun[] = [];
+  for (const run of plan.runs) {
+    const result = await trainOne(run.config, run.out, io, run.label, run.resume, dist);
+    if (result.stopped) return 130;
+    done.push({ config: run.config, result });
+  }
+  if (plan.report !== undefined && (dist === undefined || dist.group.rank === 0)) {
+    io.stdout.write(`wrote ${writeCompareReport(plan.report, done)}\n`);
+  }
+  return 0;
+}
+
+const ERROR_KINDS = { data: DataError, config: ConfigError, checkpoint: CheckpointError, usage: UsageError, dist: DistError } as const;
+
+function errorKind(error: unknown): keyof typeof ERROR_KINDS | null {
+  for (const [kind, type] of Object.entries(ERROR_KINDS)) if (error instanceof type) return kind as keyof typeof ERROR_KINDS;
+  return null;
+}
+
+/** One line on stderr; the exit status (2 for a bad command line). */
+function reportError(io: TrainCliIO, error: unknown, prefix = ''): number {
+  const message = (error as Error)?.message ?? String(error);
+  io.stderr.write(`newton-muon-train: ${prefix}${errorKind(error) !== null ? '' : 'error: '}${message.split('\n')[0]}\n`);
+  return error instanceof UsageError ? 2 : 1;
+}
+
+/** The command line without --nproc-per-node (what every rank of the local launcher runs). */
+function withoutNproc(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--nproc-per-node') i++;
+    else if (!argv[i].startsWith('--nproc-per-node=')) out.push(argv[i]);
+  }
+  return out;
+}
+
+/** What every rank must agree on: the options given (the package version is added by the group). */
+function fingerprintOf(args: TrainArgs): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(args).sort()) if (key !== 'help' && key !== 'version') out[`option ${key}`] = (args as unknown as Record<string, unknown>)[key];
+  return out;
+}
+
+/**
+ * One rank of a data-parallel run: join the group, take rank 0's plan (rank 0 alone reads a
+ * --resume checkpoint), train, leave. Errors are one line prefixed with the rank.
+ */
+async function runRank(args: TrainArgs, launch: LaunchInfo, io: TrainCliIO): Promise<number> {
+  const prefix = launch.worldSize > 1 ? `rank ${launch.rank}: ` : '';
+  let group: ProcessGroup | null = null;
+  try {
+    group = await initProcessGroup({
+      device: args.device ?? 'auto', launch, timeoutMs: Math.max(1, Math.round((args.distTimeout ?? DEFAULT_TIMEOUT_MS / 1000) * 1000)),
+      fingerprint: fingerprintOf(args), exitOnPeerFailure: true,
+    });
+    let planned: { plan?: RunPlan; error?: { kind: string; message: string } } | undefined;
+    if (group.rank === 0) {
+      try {
+        planned = { plan: planRuns(args) };
+      } catch (error) {
+        planned = { error: { kind: errorKind(error) ?? 'other', message: (error as Error).message } };
+      }
+    }
+    planned = await group.broadcastObject(planned, 0);
+    if (planned.error !== undefined) {
+      const type = ERROR_KINDS[planned.error.kind as keyof typeof ERROR_KINDS] ?? Error;
+      throw new type(planned.error.message);
+    }
+    const quiet: TrainCliIO = { ...io, stdout: { write: () => true }, stderr: io.stderr };
+    const status = await runPlan(planned.plan!, group.rank === 0 ? io : quiet, { group, shard: args.noShardOptimizer !== true });
+    await group.destroy();
+    return status;
+  } catch (error) {
+    if (group !== null && !group.failed) group.abort((error as Error)?.message ?? String(error));
+    await group?.destroy().catch(() => undefined);
+    return reportError(io, error, prefix);
+  }
+}
+
 export async function main(argv: readonly string[], io: TrainCliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const args = parseOrUsageExit('newton-muon-train', argv, parseArgs, io);
   if (typeof args === 'number') return args;
@@ -393,41 +530,38 @@ export async function main(argv: readonly string[], io: TrainCliIO = { stdout: p
     io.stdout.write(`${version()}\n`);
     return 0;
   }
+  let launch: LaunchInfo | null;
   try {
-    if (args.resume !== undefined) {
-      const dir = findCheckpoint(args.resume);
-      const state = readCheckpointState(dir);
-      const config = resumeConfig(state.config, args, dir);
-      // The run folder the checkpoint belongs to (<run>/checkpoints/step_N), unless --out says otherwise.
-      const parent = path.dirname(dir);
-      const out = args.out ?? (path.basename(parent) === 'checkpoints' ? path.dirname(parent) : path.join('runs', `${config.preset}-${timestamp()}`));
-      return (await trainOne(config, out, io, '', dir)).stopped ? 130 : 0;
+    launch = launchEnvironment();
+    if (args.nprocPerNode !== undefined) {
+      if (launch !== null && launch.worldSize > 1) {
+        throw new UsageError(`--nproc-per-node starts its own ranks, but this process is already rank ${launch.rank} of ${launch.worldSize} (${launch.source}); leave the option out under a launcher`);
+      }
+      return await launchLocal({
+        nproc: args.nprocPerNode, command: [process.execPath, ...process.execArgv, process.argv[1], ...withoutNproc(argv)],
+        stderr: io.stderr, program: 'newton-muon-train',
+      });
     }
-    const out = args.out ?? path.join('runs', `${args.preset ?? 'tiny'}-${timestamp()}`);
-    if (!args.compare) {
-      return (await trainOne(buildConfig(args), out, io, '')).stopped ? 130 : 0;
-    }
-    const configs = (['muon', 'newton-muon'] as const).map((opt) => buildConfig(args, opt));
-    const runs: CompareRun[] = [];
-    for (const config of configs) {
-      const result = await trainOne(config, path.join(out, config.optimizer), io, config.optimizer);
-      if (result.stopped) return 130;
-      runs.push({ config, result });
-    }
-    const report = writeCompareReport(path.join(out, 'report.html'), runs);
-    io.stdout.write(`wrote ${report}\n`);
-    return 0;
   } catch (error) {
-    const known = error instanceof DataError || error instanceof ConfigError || error instanceof CheckpointError || error instanceof UsageError;
-    const message = (error as Error)?.message ?? String(error);
-    io.stderr.write(`newton-muon-train: ${known ? '' : 'error: '}${message.split('\n')[0]}\n`);
-    return error instanceof UsageError ? 2 : 1;
+    return reportError(io, error);
+  }
+  if (launch !== null) return runRank(args, launch, io);
+  try {
+    return await runPlan(planRuns(args), io);
+  } catch (error) {
+    return reportError(io, error);
   }
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, handleSignals: true }).then((status) => { process.exitCode = status; }, (error: Error) => {
+  // A launcher stopping this rank (another rank failed): no half-written checkpoint stays behind.
+  process.on('SIGTERM', () => {
+    removePartialCheckpoints();
+    process.exit(143);
+  });
+  // process.exit, not exitCode: a data-parallel rank must not outlive its group on a stray handle.
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, handleSignals: true }).then((status) => process.exit(status), (error: Error) => {
     process.stderr.write(`newton-muon-train: ${String(error?.message ?? error).split('\n')[0]}\n`);
-    process.exitCode = 1;
+    process.exit(1);
   });
 }

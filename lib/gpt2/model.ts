@@ -196,6 +196,19 @@ export class GPT2 {
     return this.run(inputs, targets, B, T, false, {});
   }
 
+  /**
+   * The f32 sum of the B*T token losses, forward only (loss() is it divided by B*T in double):
+   * what a data-parallel evaluation gathers from every rank to form the single-process mean.
+   */
+  async lossSum(inputs: TokenInput, targets: TokenInput, B: number, T: number): Promise<number> {
+    const total = this.compute(inputs, targets, B, T, false, {});
+    try {
+      return (await total.read())[0];
+    } finally {
+      total.dispose();
+    }
+  }
+
   /** Forward + backward: adds gradScale * d(mean loss)/d(params) into grads(); returns the mean loss. */
   async forwardBackward(inputs: TokenInput, targets: TokenInput, B: number, T: number, opts: ForwardBackwardOptions = {}): Promise<number> {
     return this.run(inputs, targets, B, T, true, opts);

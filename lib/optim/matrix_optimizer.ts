@@ -11,7 +11,7 @@ import { native } from '../native';
 import { checkTensor } from '../ops';
 import { formatShape, sameShape } from '../shape';
 import { untracked } from '../scope';
-import { Tensor, zeros } from '../tensor';
+import { Tensor, tensor, zeros } from '../tensor';
 import { assertGradientsFinite } from './finite';
 import { bool, nonNegative, positive, positiveInt, unitInterval } from './hyperparams';
 import { accumulateInputGram, NS5_COEFFICIENTS, rightPrecondition } from './kernels';
@@ -42,6 +42,12 @@ export interface MuonOptions {
   weightDecay?: number;
   /** Throw (naming the parameter, before any update) if a gradient is not finite. Default false. */
   checkFinite?: boolean;
+  /**
+   * Data parallel, sharded step: the matrices this rank updates (by name). The others keep their
+   * weights and state for the caller to gather from their owners (lib/dist's ShardedMatrixStep).
+   * Matrices that share an input statistic need one owner. Default: every matrix.
+   */
+  owns?: (name: string) => boolean;
 }
 
 export interface NewtonMuonOptions extends MuonOptions {
@@ -56,6 +62,30 @@ export interface NewtonMuonOptions extends MuonOptions {
   initDiag?: number;
   /** Where warnings go (a statistic never observed, a failed factorisation). Default console.warn. */
   onWarning?: (message: string) => void;
+  /**
+   * Data parallel: on refresh steps, called with this rank's statistic sums (one [count, d, d]
+   * tensor per block size) and the observation counts (an f32 tensor, one per statistic), which
+   * it must replace in place, stream-ordered, by their sums over all ranks; the refresh then
+   * averages over every rank's micro-batches, as a single process over all of them would.
+   */
+  allReduceStatistics?: (tensors: Tensor[]) => void;
+}
+
+/** One matrix as the data-parallel sharding sees it (MatrixOptimizer.shardingLayout()). */
+export interface ShardedMatrix {
+  name: string;
+  param: Tensor;
+  momentum: Tensor;
+  owned: boolean;
+  /** The key of its input statistic (Newton-Muon), else null. */
+  statistic: string | null;
+}
+
+/** One input statistic as the sharding sees it. */
+export interface ShardedStatistic {
+  key: string;
+  kinv: Tensor;
+  owned: boolean;
 }
 
 interface NsGroup {
@@ -82,6 +112,8 @@ interface Statistic {
   observations: number;
   failures: number;
   warnedUnobserved: boolean;
+  /** Factorised by this rank (a statistic of an owned matrix). */
+  owned: boolean;
 }
 
 interface MatrixState {
@@ -92,7 +124,9 @@ interface MatrixState {
   cols: number;
   rowBlocks: number;
   scale: number;
-  group: NsGroup;
+  /** Updated by this rank (always, unless the step is sharded). Owned matrices have an NS slot. */
+  owned: boolean;
+  group?: NsGroup;
   slot: number;
   stat?: Statistic;
   momentum?: Tensor;
@@ -122,6 +156,8 @@ export abstract class MatrixOptimizer {
   readonly ridgeEps: number;
   readonly initDiag: number;
   private readonly warn: (message: string) => void;
+  private readonly owns: (name: string) => boolean;
+  private readonly allReduceStatistics: ((tensors: Tensor[]) => void) | undefined;
 
   protected constructor(readonly kind: 'muon' | 'newton-muon', params: readonly MatrixParam[], options: NewtonMuonOptions) {
     const op = kind === 'muon' ? 'Muon' : 'NewtonMuon';
@@ -139,6 +175,12 @@ export abstract class MatrixOptimizer {
     this.initDiag = positive(options.initDiag ?? 1e-3, `${op}: initDiag`);
     if (options.onWarning !== undefined && typeof options.onWarning !== 'function') throw new TypeError(`${op}: onWarning must be a function`);
     this.warn = options.onWarning ?? ((message: string) => console.warn(message));
+    if (options.owns !== undefined && typeof options.owns !== 'function') throw new TypeError(`${op}: owns must be a function of a param name`);
+    this.owns = options.owns ?? (() => true);
+    if (options.allReduceStatistics !== undefined && typeof options.allReduceStatistics !== 'function') {
+      throw new TypeError(`${op}: allReduceStatistics must be a function`);
+    }
+    this.allReduceStatistics = options.allReduceStatistics;
     this.plan(op, params);
     untracked(() => this.allocate());
   }
@@ -177,15 +219,16 @@ export abstract class MatrixOptimizer {
       const rowBlocks = positiveInt(spec.rowBlocks ?? 1, `${where} (${name}).rowBlocks`);
       if (rows % rowBlocks !== 0) throw new RangeError(`${where} (${name}): ${rows} rows do not split into ${rowBlocks} row blocks`);
       const blockRows = rows / rowBlocks;
-      const group = this.nsGroup(blockRows, cols);
+      const owned = this.owns(name) === true;
+      const group = owned ? this.nsGroup(blockRows, cols) : undefined;
       const state: MatrixState = {
-        name, param, grad, rows, cols, rowBlocks,
+        name, param, grad, rows, cols, rowBlocks, owned,
         // Per the spec: sqrt(max(d_out, d_in)) for a whole matrix; sqrt(d_in) per row block when
         // it is split (rowBlocks > 1; rowBlocks: 1 is the whole matrix).
         scale: rowBlocks > 1 ? Math.sqrt(cols) : Math.sqrt(Math.max(rows, cols)),
-        group, slot: group.count,
+        group, slot: group?.count ?? -1,
       };
-      group.count += rowBlocks;
+      if (group) group.count += rowBlocks;
       if (this.preconditioned) state.stat = this.statistic(spec, state, where);
       this.matrices.push(state);
     });
@@ -212,6 +255,9 @@ export abstract class MatrixOptimizer {
       if (existing.d !== d || existing.blocks !== blocks) {
         throw new RangeError(`${where} (${state.name}): shares input '${key}' but needs ${blocks} block(s) of ${d}, while it has ${existing.blocks} of ${existing.d}`);
       }
+      if (existing.owned !== state.owned) {
+        throw new RangeError(`${where} (${state.name}): shares input '${key}' with a matrix of another owner; owns() must give matrices that share a statistic one owner`);
+      }
       this.statByParam.set(state.param, existing);
       return existing;
     }
@@ -220,7 +266,7 @@ export abstract class MatrixOptimizer {
       group = { d, count: 0 };
       this.statGroups.set(d, group);
     }
-    const stat: Statistic = { key, d, blocks, group, first: group.count, observations: 0, failures: 0, warnedUnobserved: false };
+    const stat: Statistic = { key, d, blocks, group, first: group.count, observations: 0, failures: 0, warnedUnobserved: false, owned: state.owned };
     group.count += blocks;
     this.stats.set(key, stat);
     this.statByParam.set(state.param, stat);
@@ -235,6 +281,7 @@ export abstract class MatrixOptimizer {
     }
     for (const m of this.matrices) {
       m.momentum = zeros([m.rows, m.cols], { device });
+      if (!m.group) continue;
       m.u = rowsView(m.group.input!, m.slot, m.rowBlocks, [m.rows, m.cols]);
       m.o = rowsView(m.group.output!, m.slot, m.rowBlocks, [m.rows, m.cols]);
     }
@@ -316,10 +363,14 @@ export abstract class MatrixOptimizer {
       checkTensor(m.grad, `${op}: ${m.name}.grad`);
     }
     if (this.checkFinite) await assertGradientsFinite(op, this.matrices);
-    if (this.collectsStatistics()) this.refreshPreconditioners();
+    if (this.collectsStatistics()) {
+      if (this.allReduceStatistics !== undefined) await this.reduceStatistics();
+      this.refreshPreconditioners();
+    }
     // Before the first refresh every Kinv is exactly I: skip the products.
     const precondition = this.preconditioned && this.stepCount + 1 >= this.refreshEvery;
     for (const m of this.matrices) {
+      if (!m.owned) continue;
       const u = m.u!;
       let g = m.grad;
       if (precondition) {
@@ -338,15 +389,34 @@ export abstract class MatrixOptimizer {
     }
     const [a, b, c] = NS5_COEFFICIENTS;
     for (const g of this.nsGroups.values()) {
+      if (g.count === 0) continue;
       native.newtonSchulz(g.output!.handle(op), g.output!.byteOffset, g.input!.handle(op), g.input!.byteOffset,
         g.count, g.rows, g.cols, this.nsSteps, a, b, c, 1e-7);
     }
     const decay = 1 - this.lrValue * this.weightDecay;
     for (const m of this.matrices) {
+      if (!m.owned) continue;
       native.applyUpdate(m.param.handle(op), m.param.byteOffset, m.o!.handle(op), m.o!.byteOffset, m.param.numel,
         decay, this.lrValue * m.scale);
     }
     this.stepCount++;
+  }
+
+  /** Data parallel: this rank's sums and counts -> the sums over all ranks (allReduceStatistics). */
+  private async reduceStatistics(): Promise<void> {
+    const stats = [...this.stats.values()];
+    // A statistic this rank did not observe must contribute nothing to the sum.
+    for (const s of stats) {
+      if (s.observations === 0) native.fill(s.s!.handle('reduceStatistics'), s.s!.byteOffset, dtypeCode('f32'), s.s!.numel, 0);
+    }
+    const counts = untracked(() => tensor(Float32Array.from(stats, (s) => s.observations), [stats.length], { device: this.matrices[0].param.device }));
+    try {
+      this.allReduceStatistics!([...[...this.statGroups.values()].map((g) => g.s!), counts]);
+      const global = await counts.read();
+      stats.forEach((s, i) => { s.observations = global[i]; });
+    } finally {
+      counts.dispose();
+    }
   }
 
   private refreshPreconditioners(): void {
@@ -373,7 +443,7 @@ export abstract class MatrixOptimizer {
         run = [];
       };
       for (const s of members) {
-        if (s.observations === 0) flush();
+        if (s.observations === 0 || !s.owned) flush();
         else run.push(s);
       }
       flush();
@@ -414,6 +484,15 @@ export abstract class MatrixOptimizer {
     const pending = this.pendingReports;
     this.pendingReports = [];
     await Promise.all(pending);
+  }
+
+  /** @internal Data-parallel sharding: every matrix and statistic with its owner flag. */
+  shardingLayout(): { matrices: ShardedMatrix[]; statistics: ShardedStatistic[] } {
+    this.checkLive('shardingLayout');
+    return {
+      matrices: this.matrices.map((m) => ({ name: m.name, param: m.param, momentum: m.momentum!, owned: m.owned, statistic: m.stat?.key ?? null })),
+      statistics: [...this.stats.values()].map((s) => ({ key: s.key, kinv: s.kinv!, owned: s.owned })),
+    };
   }
 
   // ---- state ---------------------------------------------------------------------------------

@@ -69,10 +69,52 @@ export interface CheckpointContents {
   metrics: string;
 }
 
+/** Temp folders of checkpoints this process is writing (removed by removePartialCheckpoints). */
+const writing = new Set<string>();
+
+/**
+ * Removes the temp folders of checkpoints this process is still writing: what a process that is
+ * told to stop (SIGTERM from a launcher whose other rank failed) does before it exits, so nothing
+ * half-written stays on disk.
+ */
+export function removePartialCheckpoints(): void {
+  for (const tmp of writing) fs.rmSync(tmp, { recursive: true, force: true });
+  writing.clear();
+}
+
+/**
+ * Removes temp folders left in dir by checkpoint writers that no longer run (a process killed
+ * mid-write cannot clean up after itself); a live writer's folder is left alone.
+ */
+export function removeStaleCheckpointTemps(dir: string): void {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const m = /^\.step_\d+\.(\d+)\.[0-9a-f]+\.tmp(\.old)?$/.exec(entry);
+    if (m === null || processAlive(Number(m[1]))) continue;
+    fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Writes <dir>/<checkpointName(step)> atomically; returns its path. */
 export async function writeCheckpoint(dir: string, contents: CheckpointContents): Promise<string> {
   const final = path.join(dir, checkpointName(contents.state.step));
   const tmp = path.join(dir, `.${path.basename(final)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  writing.add(tmp);
   try {
     fs.mkdirSync(tmp, { recursive: true });
     await contents.saveModel(path.join(tmp, MODEL_FILE));
@@ -93,6 +135,8 @@ export async function writeCheckpoint(dir: string, contents: CheckpointContents)
     fs.rmSync(tmp, { recursive: true, force: true });
     if (error instanceof CheckpointError) throw error;
     throw new CheckpointError(`cannot write checkpoint '${final}': ${fsReason(error)}`);
+  } finally {
+    writing.delete(tmp);
   }
 }
 
