@@ -11,7 +11,7 @@ import { DataError } from '../data/errors';
 import { devices } from '../device';
 import { ATTENTION_ALGOS } from '../gpt2/ops';
 import type { AttentionAlgo } from '../gpt2/ops';
-import { launchLocal } from '../dist/launcher';
+import { exitWithLauncher, launchLocal } from '../dist/launcher';
 import { launchEnvironment } from '../dist/env';
 import type { LaunchInfo } from '../dist/env';
 import { DistError } from '../dist/errors';
@@ -489,6 +489,7 @@ function fingerprintOf(args: TrainArgs): Record<string, unknown> {
  */
 async function runRank(args: TrainArgs, launch: LaunchInfo, io: TrainCliIO): Promise<number> {
   const prefix = launch.worldSize > 1 ? `rank ${launch.rank}: ` : '';
+  exitWithLauncher(io.stderr);
   let group: ProcessGroup | null = null;
   try {
     group = await initProcessGroup({
