@@ -16,8 +16,11 @@ namespace nm::napi {
 namespace {
 
 std::mutex registry_mutex;
-std::unique_ptr<DeviceSlot> cpu_slot;
-std::unique_ptr<DeviceSlot> cuda_slot;
+// Never destroyed (released at process exit): a backend's destructor would drain its stream, so a
+// process exiting with work still queued (an error path, a collective blocked until its timeout)
+// would wait for all of it.
+DeviceSlot* cpu_slot = nullptr;
+DeviceSlot* cuda_slot = nullptr;
 std::string loaded_module_path;
 
 bool file_exists(const std::string& path) {
@@ -138,7 +141,7 @@ DeviceSlot& cpu_device() {
     slot->backend = slot->ops->create(0, err, sizeof err);
     if (slot->backend == nullptr) throw std::runtime_error(std::string("cpu backend: ") + err);
     describe_into(*slot);
-    cpu_slot = std::move(slot);
+    cpu_slot = slot.release();
   }
   return *cpu_slot;
 }
@@ -149,14 +152,14 @@ DeviceSlot& cuda_device(const std::vector<std::string>& module_candidates, int d
     auto slot = std::make_unique<DeviceSlot>();
     slot->name = "cuda";
     load_cuda_module(*slot, module_candidates, device_index);
-    cuda_slot = std::move(slot);
+    cuda_slot = slot.release();
   }
   return *cuda_slot;
 }
 
 DeviceSlot* cuda_device_if_loaded() {
   std::lock_guard<std::mutex> lock(registry_mutex);
-  return cuda_slot.get();
+  return cuda_slot;
 }
 
 DeviceSlot& device_by_name(const std::string& name) {

@@ -71,6 +71,7 @@ export interface CheckpointContents {
 
 /** Temp folders of checkpoints this process is writing (removed by removePartialCheckpoints). */
 const writing = new Set<string>();
+let exitHook = false;
 
 /**
  * Removes the temp folders of checkpoints this process is still writing: what a process that is
@@ -115,6 +116,12 @@ export async function writeCheckpoint(dir: string, contents: CheckpointContents)
   const final = path.join(dir, checkpointName(contents.state.step));
   const tmp = path.join(dir, `.${path.basename(final)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
   writing.add(tmp);
+  if (!exitHook) {
+    // A process that exits mid-write (process.exit from a failed data-parallel group, a SIGTERM
+    // handler) still removes its temp folder; only SIGKILL leaves one (removeStaleCheckpointTemps).
+    process.on('exit', removePartialCheckpoints);
+    exitHook = true;
+  }
   try {
     fs.mkdirSync(tmp, { recursive: true });
     await contents.saveModel(path.join(tmp, MODEL_FILE));
