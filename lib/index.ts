@@ -12,3 +12,4 @@ export * from './optim';
 export * from './gpt2';
 export * from './data';
 export * from './train';
+export * from './dist';

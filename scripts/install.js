@@ -6,6 +6,9 @@
 // the headers beside this node binary, /usr, /usr/local) and says so when there are none.
 // The CUDA module is never built here: it comes prebuilt, or from `npm run build:cuda`; without
 // it the package works on the CPU and devices() says why CUDA is unavailable.
+// The Gloo module (multi-process training on the CPU) is built here in a clone when Gloo's headers
+// are installed (apt-get install libgloo-dev) and it is missing or older than its sources;
+// otherwise a note says how to get it, and processGroupBackends() says why it is unavailable.
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -81,17 +84,43 @@ function buildFromSource(why) {
   }
 }
 
+const GLOO_SOURCES = path.join(root, 'csrc', 'gloo');
+const GLOO_MODULE = path.join(root, 'build-gloo', 'Release', 'newton_muon_gloo.so');
+
+function glooConfigFound(env = process.env) {
+  const dirs = [env.Gloo_DIR, '/usr/share/cmake/Gloo', '/usr/local/share/cmake/Gloo', '/usr/lib/cmake/Gloo'];
+  return dirs.some((d) => d && fs.existsSync(path.join(d, 'GlooConfig.cmake')));
+}
+
+// The newest modification time of the module's sources (its own folder and the ABI header).
+function glooSourcesTime() {
+  const files = fs.readdirSync(GLOO_SOURCES).map((f) => path.join(GLOO_SOURCES, f));
+  files.push(path.join(root, 'csrc', 'core', 'comm.h'), path.join(root, 'csrc', 'core', 'bf16.h'));
+  return Math.max(...files.map((f) => fs.statSync(f).mtimeMs));
+}
+
+function buildGlooModule() {
+  if (!fs.existsSync(GLOO_SOURCES)) return; // an installed package: the module comes prebuilt
+  if (fs.existsSync(GLOO_MODULE) && fs.statSync(GLOO_MODULE).mtimeMs >= glooSourcesTime()) return;
+  if (!glooConfigFound()) {
+    console.error('newton-muon: note: Gloo is not installed, so multi-process training on the CPU (and its tests) ' +
+      'is unavailable; apt-get install libgloo-dev, then npm run build:gloo');
+    return;
+  }
+  console.error('newton-muon: building the Gloo module (multi-process training on the CPU)');
+  const result = spawnSync('bash', [path.join(root, 'scripts', 'build-gloo.sh')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (result.status !== 0) fail(`building the Gloo module failed (scripts/build-gloo.sh exited with ${result.status ?? result.signal})`);
+}
+
 function main() {
   if (wantsSource()) {
     buildFromSource('asked for with --build-from-source');
-    return;
+  } else {
+    const probe = probeAddon();
+    if (probe.ok) console.log(`newton-muon: using ${path.relative(root, probe.path)}`);
+    else buildFromSource(`no prebuilt addon loads here: ${probe.reason}`);
   }
-  const probe = probeAddon();
-  if (probe.ok) {
-    console.log(`newton-muon: using ${path.relative(root, probe.path)}`);
-    return;
-  }
-  buildFromSource(`no prebuilt addon loads here: ${probe.reason}`);
+  buildGlooModule();
 }
 
 module.exports = { root, wantsSource, localNodeDir, nodeGypScript };

@@ -9,11 +9,14 @@
 //                            build's RUNPATH points into the build machine's toolkit. At run time
 //                            the CUDA 13 libraries come from the usual places, and the addon's
 //                            loader also searches NVIDIA's pip wheels (csrc/napi/cuda_libraries.h).
+//   newton_muon_gloo.so      the Gloo collectives module (scripts/build-gloo.sh), stripped; it links
+//                            Debian's libgloo.so.0 (users: apt-get install libgloo0)
 //
 // Environment:
 //   NM_CUDA_ARCHS        CUDA architectures, default "80-real;90" (sm_80 + sm_90 SASS, compute_90
 //                        PTX that newer GPUs JIT-compile); CI uses "90" to save time
 //   NM_PREBUILD_CUDA=0   skip the CUDA module (the package then runs on the CPU only)
+//   NM_PREBUILD_GLOO=0   skip the Gloo module (no multi-process training on the CPU)
 //
 // Note: prebuildify runs `node-gyp rebuild`, so build/Release no longer holds an addon afterwards
 // and node-gyp-build loads the prebuild; `npm run build:addon` makes a development build again.
@@ -182,9 +185,27 @@ function prebuildCuda() {
 
   // Checks: the one entry point is exported, and nothing points at this machine any more.
   const symbols = spawnSync('nm', ['-D', '--defined-only', dest], { encoding: 'utf8' });
-  if (symbols.status !== 0 || !/ nm_cuda_backend_ops$/m.test(symbols.stdout)) {
-    die(`${dest} does not export nm_cuda_backend_ops`);
+  if (symbols.status !== 0 || !/ nm_cuda_backend_ops$/m.test(symbols.stdout) || !/ nm_cuda_comm_ops$/m.test(symbols.stdout)) {
+    die(`${dest} does not export nm_cuda_backend_ops and nm_cuda_comm_ops`);
   }
+  if (fs.readFileSync(dest).includes(Buffer.from(root))) die(`${dest} still contains the build path ${root}`);
+  return dest;
+}
+
+// ---- the Gloo module ------------------------------------------------------------------------
+function prebuildGloo() {
+  say('Gloo module: scripts/build-gloo.sh');
+  const result = spawnSync('bash', [path.join(root, 'scripts', 'build-gloo.sh')], {
+    cwd: root, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8',
+  });
+  if (result.status !== 0) die(`building the Gloo module failed (scripts/build-gloo.sh exited with ${result.status ?? result.signal}); set NM_PREBUILD_GLOO=0 to ship without it`);
+  const built = result.stdout.trim().split('\n').pop();
+  if (!built || !fs.existsSync(built)) die(`scripts/build-gloo.sh did not print the module it built (got "${built}")`);
+  const dest = path.join(outDir, 'newton_muon_gloo.so');
+  fs.copyFileSync(built, dest);
+  run('strip', ['--strip-all', dest]);
+  const symbols = spawnSync('nm', ['-D', '--defined-only', dest], { encoding: 'utf8' });
+  if (symbols.status !== 0 || !/ nm_gloo_comm_ops$/m.test(symbols.stdout)) die(`${dest} does not export nm_gloo_comm_ops`);
   if (fs.readFileSync(dest).includes(Buffer.from(root))) die(`${dest} still contains the build path ${root}`);
   return dest;
 }
@@ -198,6 +219,11 @@ function main() {
     say('CUDA module: skipped (NM_PREBUILD_CUDA=0); the package will run on the CPU only');
   } else {
     files.push(prebuildCuda());
+  }
+  if (process.env.NM_PREBUILD_GLOO === '0') {
+    say('Gloo module: skipped (NM_PREBUILD_GLOO=0); the package will not train on several CPU processes');
+  } else {
+    files.push(prebuildGloo());
   }
   for (const file of files) say(`${path.relative(root, file)}: ${sizeOf(file)}, ${runpathOf(file)}`);
   say(`done in ${Math.round((Date.now() - started) / 1000)}s`);

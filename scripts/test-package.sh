@@ -31,6 +31,8 @@ ADDON="$(ls prebuilds/linux-x64/*.node 2>/dev/null | head -n 1 || true)"
 [ -n "$ADDON" ] || die "no prebuilt addon in prebuilds/linux-x64/; run \`npm run prebuild\` first"
 HAVE_CUDA_MODULE=0
 [ -f prebuilds/linux-x64/newton_muon_cuda.so ] && HAVE_CUDA_MODULE=1
+HAVE_GLOO_MODULE=0
+[ -f prebuilds/linux-x64/newton_muon_gloo.so ] && HAVE_GLOO_MODULE=1
 
 # ---- 1. npm pack ---------------------------------------------------------------------------------
 echo "== npm pack"
@@ -165,6 +167,7 @@ const nm = require('newton-muon');
   assert.deepStrictEqual({ bytes, buffers }, { bytes: 0, buffers: 0 });
   assert.ok(peakBytes >= 100, `peakBytes ${peakBytes} should count the 100 bytes that were live`);
   for (const d of nm.devices()) console.log(`device ${JSON.stringify(d)}`);
+  for (const b of nm.processGroupBackends()) console.log(`backend ${JSON.stringify(b)}`);
   console.log('roundtrip ok');
 })().catch((e) => { console.error(e); process.exit(1); });
 JS
@@ -187,6 +190,19 @@ if [ "$HAVE_CUDA_MODULE" = 1 ]; then
   fi
 else
   echo "package: note: no prebuilt CUDA module (NM_PREBUILD_CUDA=0?); skipping its check"
+fi
+
+# Gloo: the shipped module loads where libgloo0 is installed (CI installs it), else the reason
+# names the missing library.
+gloo_line="$(grep '^backend {"name":"gloo"' "$WORK/roundtrip.log" || true)"
+if [ "$HAVE_GLOO_MODULE" = 1 ]; then
+  if echo "$gloo_line" | grep -q 'node_modules/newton-muon/prebuilds/linux-x64/newton_muon_gloo.so'; then
+    pass "processGroupBackends() reports the shipped Gloo module (available, or why not)"
+  else
+    fail "processGroupBackends() does not report the shipped Gloo module: $gloo_line"
+  fi
+else
+  echo "package: note: no prebuilt Gloo module (NM_PREBUILD_GLOO=0?); skipping its check"
 fi
 
 cat > "$APP/typings.ts" <<'TS'
@@ -219,6 +235,16 @@ else
   fail "npx newton-muon-train --device cpu"
 fi
 sed 's/^/  /' "$WORK/job.log"
+
+if [ "$HAVE_GLOO_MODULE" = 1 ] && echo "$gloo_line" | grep -q '"available":true'; then
+  if run_clean "$APP" npx --no-install newton-muon-train --device cpu --nproc-per-node 2 --steps 3 --val-every 3 \
+       --out runs/data-parallel > "$WORK/dp.log" 2>&1 && grep -q '^done: 3 steps' "$WORK/dp.log" && grep -q '2 ranks' "$WORK/dp.log"; then
+    pass "npx newton-muon-train --nproc-per-node 2 (two Gloo ranks, the shipped modules)"
+  else
+    fail "npx newton-muon-train --nproc-per-node 2"
+  fi
+  sed 's/^/  /' "$WORK/dp.log"
+fi
 
 # npm is moving to blocking dependencies' install scripts by default (allowScripts): the package
 # must work without its install script running, which it does, because node-gyp-build picks the
