@@ -4,6 +4,7 @@
 // Moby-Dick corpus, a few minutes on 2 CPU cores); `--preset speedrun-124m` is the GPT-2 124M
 // speedrun record #4 configuration on FineWeb shards. main(argv, io) resolves to the exit status
 // and writes only through io, so tests drive it without spawning a process.
+import * as os from 'os';
 import * as path from 'path';
 
 import { CliIO, parseChoice, parseOrUsageExit, parseSuffixed, UsageError, walkArgs } from './common';
@@ -490,6 +491,11 @@ function fingerprintOf(args: TrainArgs): Record<string, unknown> {
 async function runRank(args: TrainArgs, launch: LaunchInfo, io: TrainCliIO): Promise<number> {
   const prefix = launch.worldSize > 1 ? `rank ${launch.rank}: ` : '';
   exitWithLauncher(io.stderr);
+  // The ranks of a machine share its cores (as torchrun's OMP_NUM_THREADS=1 intends): each CPU
+  // backend takes its share, unless NM_NUM_THREADS says otherwise. Set before the backend starts.
+  if (process.env.NM_NUM_THREADS === undefined && launch.localWorldSize > 1) {
+    process.env.NM_NUM_THREADS = String(Math.max(1, Math.floor(os.availableParallelism() / launch.localWorldSize)));
+  }
   let group: ProcessGroup | null = null;
   try {
     group = await initProcessGroup({
