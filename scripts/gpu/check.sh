@@ -125,6 +125,7 @@ step_build-cuda() {
     NM_CUDA_ARCHS="${NM_CUDA_ARCHS:-90}" NM_BUILD_JOBS="$(nproc)" bash scripts/build-cuda.sh || return 1
   local so=build-cuda/Release/newton_muon_cuda.so
   nm -D --defined-only "$so" | grep -q ' nm_cuda_backend_ops$' || { echo "$so lacks nm_cuda_backend_ops"; return 1; }
+  nm -D --defined-only "$so" | grep -q ' nm_cuda_comm_ops$' || { echo "$so lacks nm_cuda_comm_ops (NCCL collectives)"; return 1; }
   ldd "$so"
   if ldd "$so" | grep -q 'not found'; then echo "$so has unresolved libraries (above)"; return 1; fi
   note "CUDA $("$cuda/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), sm ${NM_CUDA_ARCHS:-90}, NCCL from $nccl"
@@ -284,6 +285,22 @@ step_loss-curve() {
     --json="$LOGS/loss-curve.json" --markdown="$LOGS/loss-curve.md" --note="$LOGS/$STEP.note"
 }
 
+# Data parallel (docs/DISTRIBUTED.md): the collectives against values formed on the host, on NCCL in
+# GPU mode (a group of one on GPU 0, and one rank per GPU when there are several) or on Gloo in a dry
+# run (two CPU ranks), then a few training steps with --nproc-per-node against a plain run.
+step_dist() {
+  local world=2
+  if [ "$DEV" = cuda ]; then
+    world="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" || world=1
+    [ "$world" -ge 1 ] 2>/dev/null || world=1
+  fi
+  echo "ranks: $world ($([ "$DEV" = cuda ] && echo nccl || echo gloo))"
+  NM_TEST_DEVICE="$DEV" NM_TEST_WORLD="$world" NM_TEST_DIST=1 node node_modules/jest/bin/jest.js --ci --runInBand \
+    --cacheDirectory="$KIT_DIR/jest-cache" test/dist-collectives.test.ts || { note "collectives: jest failed (see the log)"; return 1; }
+  node scripts/gpu/dist_train.js --device="$DEV" --world="$world" --work="$KIT_DIR/dist-train" --json="$LOGS/dist-train.json" \
+    --note="$LOGS/$STEP.note"
+}
+
 if [ "${1:-}" = "__step" ]; then
   STEP="$2"
   cd "$WS" || exit 1
@@ -342,22 +359,22 @@ export PATH="$TOOLS/bin:$PATH"
 export PIP_NO_INDEX=1  # no network there: bench/python.js must not wait on PyPI (it skips numpy instead)
 
 # Step table: name | needs | timeout s | minimum s | what
-STEP_ORDER=(build-ts build-addon build-cuda cuda-load smoke jest memcheck racecheck torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve)
+STEP_ORDER=(build-ts build-addon build-cuda cuda-load smoke jest dist memcheck racecheck torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve)
 declare -A NEEDS=(
   [build-ts]="" [build-addon]="" [build-cuda]="" [cuda-load]="build-ts build-addon"
   [smoke]="cuda-load" [jest]="cuda-load" [memcheck]="cuda-load" [racecheck]="cuda-load" [torch]=""
   [compare]="cuda-load" [memcheck-jest]="cuda-load" [bench]="cuda-load"
-  [gpt2-fwd-bwd]="cuda-load" [train-124m]="cuda-load" [loss-curve]="cuda-load"
+  [gpt2-fwd-bwd]="cuda-load" [train-124m]="cuda-load" [loss-curve]="cuda-load" [dist]="cuda-load"
 )
 declare -A TIMEOUT=(
   [build-ts]=180 [build-addon]=300 [build-cuda]=360 [cuda-load]=60 [smoke]=150 [jest]=300
   [memcheck]=150 [racecheck]=150 [torch]=180 [compare]=180 [memcheck-jest]=180 [bench]=240
-  [gpt2-fwd-bwd]=300 [train-124m]=420 [loss-curve]=300
+  [gpt2-fwd-bwd]=300 [train-124m]=420 [loss-curve]=300 [dist]=240
 )
 declare -A MINIMUM=(
   [build-ts]=20 [build-addon]=40 [build-cuda]=40 [cuda-load]=5 [smoke]=20 [jest]=60
   [memcheck]=30 [racecheck]=30 [torch]=30 [compare]=30 [memcheck-jest]=60 [bench]=60
-  [gpt2-fwd-bwd]=120 [train-124m]=150 [loss-curve]=90
+  [gpt2-fwd-bwd]=120 [train-124m]=150 [loss-curve]=90 [dist]=60
 )
 declare -A STATUS=()
 [ "$MODE" = gpu ] && NEEDS[build-cuda]="" && NEEDS[cuda-load]="build-ts build-addon build-cuda"
@@ -500,6 +517,7 @@ if [ "${STATUS[unpack]}" = ok ]; then
   run_steps cuda-load
   run_steps smoke
   run_steps jest memcheck racecheck
+  run_steps dist
   for s in torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve; do run_steps "$s"; done
 fi
 write_summary

@@ -1,7 +1,7 @@
 // One rank of test/dist-collectives.test.ts: joins the group from torchrun's environment, runs
 // every case of dist-collective-cases.ts in order and writes each output's stored bits to
 // <outDir>/<rank>-<case>.bin for the test to compare.
-//   node -r test/helpers/ts-register.js test/helpers/dist-collectives-worker.ts <outDir> <seed>
+//   node -r test/helpers/ts-register.js test/helpers/dist-collectives-worker.ts <outDir> <seed> [cpu|cuda]
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -10,25 +10,26 @@ import { Tensor, empty, tensor } from '../../lib/tensor';
 import { collectiveCases, inputLength, inputOf } from './dist-collective-cases';
 
 async function main(): Promise<void> {
-  const [outDir, seedText] = process.argv.slice(2);
+  const [outDir, seedText, deviceText] = process.argv.slice(2);
   const seed = Number(seedText);
-  const group = await initProcessGroup({ device: 'cpu', timeoutMs: 20000 });
+  const device = deviceText === 'cuda' ? 'cuda' : 'cpu';
+  const group = await initProcessGroup({ device, timeoutMs: 20000 });
   const W = group.worldSize;
   const cases = collectiveCases(W);
   for (let index = 0; index < cases.length; index++) {
     const c = cases[index];
-    const input = tensor(inputOf(c, index, group.rank, W, seed), [inputLength(c, W)], { dtype: c.dtype });
+    const input = tensor(inputOf(c, index, group.rank, W, seed), [inputLength(c, W)], { dtype: c.dtype, device });
     let out: Tensor;
     const temps: Tensor[] = [input];
     switch (c.op) {
       case 'allReduce':
-        out = c.inPlace ? group.allReduce(input, { op: c.reduce }) : group.allReduce(input, { op: c.reduce, out: empty([c.n], { dtype: c.dtype }) });
+        out = c.inPlace ? group.allReduce(input, { op: c.reduce }) : group.allReduce(input, { op: c.reduce, out: empty([c.n], { dtype: c.dtype, device }) });
         break;
       case 'reduceScatter':
-        out = group.reduceScatter(empty([c.n], { dtype: c.dtype }), input, { op: c.reduce });
+        out = group.reduceScatter(empty([c.n], { dtype: c.dtype, device }), input, { op: c.reduce });
         break;
       case 'allGather': {
-        out = empty([c.n * W], { dtype: c.dtype });
+        out = empty([c.n * W], { dtype: c.dtype, device });
         if (c.inPlace) {
           // The input is this rank's own slot of the output.
           const own = out.slice(group.rank * c.n, (group.rank + 1) * c.n);

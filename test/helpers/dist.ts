@@ -121,25 +121,31 @@ export function lines(text: string): string[] {
   return text.split('\n').filter((l) => l.trim() !== '');
 }
 
-const gloo = processGroupBackends().find((b) => b.name === 'gloo')!;
 const required = process.env.CI === 'true' || process.env.NM_TEST_DIST === '1';
 
 /**
- * describe() for suites that need the Gloo module: they run when it is available; when it is not,
- * they fail in CI (or with NM_TEST_DIST=1) and otherwise skip, saying why.
+ * describe() for suites that need a process-group backend: they run when it is available; when it
+ * is not, they fail in CI (or with NM_TEST_DIST=1, or for nccl under NM_TEST_DEVICE=cuda, where
+ * the GPU kit expects it) and otherwise skip, saying why.
  */
-export function describeWithGloo(name: string, fn: () => void): void {
-  if (gloo.available) {
+export function describeWithBackend(backend: 'gloo' | 'nccl', name: string, fn: () => void): void {
+  const info = processGroupBackends().find((b) => b.name === backend)!;
+  if (info.available) {
     describe(name, fn);
-  } else if (required) {
+  } else if (required || backend === 'nccl') {
     describe(name, () => {
-      test('the Gloo process-group backend is available', () => {
-        throw new Error(`gloo is unavailable: ${gloo.reason}`);
+      test(`the ${backend} process-group backend is available`, () => {
+        throw new Error(`${backend} is unavailable: ${info.reason}`);
       });
     });
   } else {
     // eslint-disable-next-line no-console
-    console.warn(`skipping '${name}': gloo is unavailable (${gloo.reason}); set NM_TEST_DIST=1 to make this a failure`);
+    console.warn(`skipping '${name}': ${backend} is unavailable (${info.reason}); set NM_TEST_DIST=1 to make this a failure`);
     describe.skip(name, fn);
   }
+}
+
+/** describeWithBackend('gloo', ...): the CPU suites. */
+export function describeWithGloo(name: string, fn: () => void): void {
+  describeWithBackend('gloo', name, fn);
 }
