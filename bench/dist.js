@@ -10,24 +10,14 @@
 //     step issues, each timed alone on buffers of the step's sizes, over the median step time.
 'use strict';
 const { spawn } = require('child_process');
-const net = require('net');
 const os = require('os');
 const path = require('path');
 const nm = require('..');
 const { median } = require('./script_args');
+const { freePort } = require('../dist/dist/launcher');
 
 const WORKER = path.join(__dirname, 'dist_worker.js');
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `world` ranks of the worker; resolves to rank 0's JSON. */
 async function ranks(world, mode, spec, threads) {

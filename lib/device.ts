@@ -18,14 +18,22 @@ export interface DeviceInfo {
   modulePath?: string;
 }
 
-/** Where the addon looks for newton_muon_cuda.so, in order. NM_CUDA_MODULE overrides all. */
-export function cudaModuleCandidates(): string[] {
-  const fromEnv = process.env.NM_CUDA_MODULE;
+/**
+ * Where the addon looks for a separately loaded module, in order: the path in `envVar` alone when
+ * it is set, else this package's build folder, then its prebuilds.
+ */
+export function moduleCandidates(envVar: string, buildFolder: string, file: string): string[] {
+  const fromEnv = process.env[envVar];
   if (fromEnv) return [path.resolve(fromEnv)];
   return [
-    path.join(packageRoot, 'build-cuda', 'Release', 'newton_muon_cuda.so'),
-    path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'newton_muon_cuda.so'),
+    path.join(packageRoot, buildFolder, 'Release', file),
+    path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, file),
   ];
+}
+
+/** Where the addon looks for newton_muon_cuda.so, in order. NM_CUDA_MODULE overrides all. */
+export function cudaModuleCandidates(): string[] {
+  return moduleCandidates('NM_CUDA_MODULE', 'build-cuda', 'newton_muon_cuda.so');
 }
 
 let cudaInfo: NativeDeviceInfo | undefined;

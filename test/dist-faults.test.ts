@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { writeShard } from '../lib/data/shard';
+import { structuredTokens } from './helpers/tokens';
 import { cleanEnv, describeWithGloo, Finished, freePort, killAll, lines, Proc, spawnNode, torchrunEnv, TRAIN_CLI } from './helpers/dist';
 
 const TIMEOUT_S = 3;
@@ -21,16 +22,6 @@ const HARD_TIMEOUT_MS = 60_000;
 
 let root: string;
 const timings: string[] = [];
-
-function tokens(n: number, seed: number): number[] {
-  const out = [4, seed % 64];
-  let s = seed;
-  while (out.length < n) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    out.push((out[out.length - 1] * 3 + out[out.length - 2] + 1 + ((s >>> 16) % 5)) % 64);
-  }
-  return out;
-}
 
 /** A long run (it is interrupted), checkpointing every 10 steps. */
 function trainArgs(out: string, extra: string[] = []): string[] {
@@ -92,8 +83,8 @@ function alive(pid: number): boolean {
 beforeAll(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-dist-faults-'));
   fs.mkdirSync(path.join(root, 'data'));
-  writeShard(path.join(root, 'data', 'toy_val_000000.bin'), tokens(1000, 1));
-  writeShard(path.join(root, 'data', 'toy_train_000001.bin'), tokens(200_000, 2));
+  writeShard(path.join(root, 'data', 'toy_val_000000.bin'), structuredTokens(1000, 1));
+  writeShard(path.join(root, 'data', 'toy_train_000001.bin'), structuredTokens(200_000, 2));
 });
 afterEach(killAll);
 afterAll(() => {

@@ -16,6 +16,7 @@ import * as path from 'path';
 import { writeShard } from '../lib/data/shard';
 import { presetConfig, Trainer } from '../lib/train';
 import type { MetricPoint, OptimizerName, TrainConfig } from '../lib/train';
+import { structuredTokens } from './helpers/tokens';
 import { cleanEnv, describeWithGloo, freePort, killAll, lines, spawnNode, torchrunEnv, TRAIN_CLI } from './helpers/dist';
 
 const WORKER = path.join(__dirname, 'helpers', 'dist-train-worker.ts');
@@ -24,18 +25,6 @@ const HARD_TIMEOUT_MS = 120_000;
 
 let root: string;
 const report: string[] = [];
-
-/** Structured byte-level text (a token follows from the previous two), tokens < 64. */
-function tokens(n: number, seed: number): number[] {
-  const out = [4, seed % 64];
-  let s = seed;
-  while (out.length < n) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    const noise = (s >>> 16) % 8 === 0 ? (s >>> 8) % 64 : 0;
-    out.push((out[out.length - 1] * 3 + out[out.length - 2] + 1 + noise) % 64);
-  }
-  return out;
-}
 
 function baseConfig(optimizer: OptimizerName): TrainConfig {
   const c = presetConfig('tiny', optimizer);
@@ -106,8 +95,8 @@ function note(what: string, c: Comparison): void {
 beforeAll(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-dist-train-'));
   fs.mkdirSync(path.join(root, 'data'));
-  writeShard(path.join(root, 'data', 'toy_val_000000.bin'), tokens(1500, 1));
-  writeShard(path.join(root, 'data', 'toy_train_000001.bin'), tokens(6000, 2));
+  writeShard(path.join(root, 'data', 'toy_val_000000.bin'), structuredTokens(1500, 1));
+  writeShard(path.join(root, 'data', 'toy_train_000001.bin'), structuredTokens(6000, 2));
 });
 afterAll(() => {
   killAll();

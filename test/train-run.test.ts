@@ -13,6 +13,7 @@ import { readShard, writeShard } from '../lib/data/shard';
 import { writeSafetensors } from '../lib/gpt2/safetensors';
 import { presetConfig, Trainer } from '../lib/train';
 import type { MetricPoint, TrainConfig } from '../lib/train';
+import { structuredTokens } from './helpers/tokens';
 
 interface Run {
   status: number;
@@ -46,17 +47,7 @@ function readMetrics(dir: string): MetricPoint[] {
   return fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as MetricPoint);
 }
 
-/** Text with structure (a token follows from the previous two), as byte-level tokens < 64. */
-function tokens(n: number, seed: number): number[] {
-  const out = [256 % 64, seed % 64];
-  let s = seed;
-  while (out.length < n) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    const noise = (s >>> 16) % 8 === 0 ? (s >>> 8) % 64 : 0;
-    out.push((out[out.length - 1] * 3 + out[out.length - 2] + 1 + noise) % 64);
-  }
-  return out;
-}
+const tokens = structuredTokens;
 
 let root: string;
 let train: string;

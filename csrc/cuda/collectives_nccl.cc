@@ -15,7 +15,6 @@
 // ncclReduceScatter, ncclAllGather, ncclBroadcast.
 #include <cuda_runtime.h>
 #include <nccl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,19 +68,6 @@ struct nm_comm {
 
 namespace nm_cuda {
 namespace {
-
-thread_local char g_comm_error[1024];
-
-nm_status comm_error(nm_status status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-nm_status comm_error(nm_status status, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(g_comm_error, sizeof g_comm_error, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-const char* last_comm_error() { return g_comm_error; }
 
 std::string seconds(std::chrono::milliseconds ms) {
   char buf[32];
@@ -182,9 +168,9 @@ ncclRedOp_t nccl_op(nm_reduce_op op) { return op == NM_REDUCE_AVG ? ncclAvg : nc
 const char* dtype_name(nm_dtype dtype) { return dtype == NM_BF16 ? "bf16" : "f32"; }
 
 nm_status check_args(nm_comm* c, const char* op, nm_dtype dtype, int64_t n) {
-  if (c == nullptr) return comm_error(NM_ERR_INVALID, "%s: communicator is NULL", op);
-  if (dtype != NM_F32 && dtype != NM_BF16) return comm_error(NM_ERR_INVALID, "%s: dtype must be f32 or bf16", op);
-  if (n < 0) return comm_error(NM_ERR_INVALID, "%s: negative element count", op);
+  if (c == nullptr) return set_error(NM_ERR_INVALID, "%s: communicator is NULL", op);
+  if (dtype != NM_F32 && dtype != NM_BF16) return set_error(NM_ERR_INVALID, "%s: dtype must be f32 or bf16", op);
+  if (n < 0) return set_error(NM_ERR_INVALID, "%s: negative element count", op);
   return NM_OK;
 }
 
@@ -195,7 +181,7 @@ nm_status enqueue(nm_comm* c, const char* op, const std::string& what, Launch la
   const uint64_t seq = ++c->issued;
   if (c->failed.load()) return NM_OK;
   nm_status entered = enter(c->be, op);
-  if (entered != NM_OK) return comm_error(entered, "%s", last_error());
+  if (entered != NM_OK) return entered;  // enter() left its message
   Pending p;
   p.seq = seq;
   p.what = std::string(op) + " #" + std::to_string(seq) + " (" + what + ")";
@@ -205,7 +191,7 @@ nm_status enqueue(nm_comm* c, const char* op, const std::string& what, Launch la
   if (err != cudaSuccess) {
     if (p.start) cudaEventDestroy(p.start);
     if (p.end) cudaEventDestroy(p.end);
-    return comm_error(status_of(err), "%s: %s (%s)", op, cudaGetErrorString(err), cudaGetErrorName(err));
+    return set_error(status_of(err), "%s: %s (%s)", op, cudaGetErrorString(err), cudaGetErrorName(err));
   }
   ncclResult_t r = launch();
   bool timed_out = false;
@@ -218,13 +204,13 @@ nm_status enqueue(nm_comm* c, const char* op, const std::string& what, Launch la
         : "nccl " + p.what + " failed on rank " + std::to_string(c->rank) + " of " + std::to_string(c->world) +
               ": " + nccl_detail(c->nccl, r);
     fail(c, message);
-    return comm_error(NM_ERR_DEVICE, "%s", message.c_str());
+    return set_error(NM_ERR_DEVICE, "%s", message.c_str());
   }
   err = cudaEventRecord(p.end, c->be->stream);
   if (err != cudaSuccess) {
     cudaEventDestroy(p.start);
     cudaEventDestroy(p.end);
-    return comm_error(status_of(err), "%s: cudaEventRecord: %s", op, cudaGetErrorString(err));
+    return set_error(status_of(err), "%s: cudaEventRecord: %s", op, cudaGetErrorString(err));
   }
   {
     std::lock_guard<std::mutex> lock(c->mutex);
@@ -237,19 +223,19 @@ nm_status enqueue(nm_comm* c, const char* op, const std::string& what, Launch la
 nm_status describe(char* buf, size_t buf_len) {
   int version = 0;
   ncclResult_t r = ncclGetVersion(&version);
-  if (r != ncclSuccess) return comm_error(NM_ERR_DEVICE, "ncclGetVersion: %s", ncclGetErrorString(r));
+  if (r != ncclSuccess) return set_error(NM_ERR_DEVICE, "ncclGetVersion: %s", ncclGetErrorString(r));
   snprintf(buf, buf_len, "{\"engine\":\"nccl\",\"version\":\"%d.%d.%d\"}", version / 10000, (version / 100) % 100, version % 100);
   return NM_OK;
 }
 
 nm_status unique_id(void* out, size_t out_len, size_t* written) {
   if (out == nullptr || written == nullptr || out_len < sizeof(ncclUniqueId)) {
-    return comm_error(NM_ERR_INVALID, "unique_id: needs %zu bytes", sizeof(ncclUniqueId));
+    return set_error(NM_ERR_INVALID, "unique_id: needs %zu bytes", sizeof(ncclUniqueId));
   }
   ncclUniqueId id;
   ncclResult_t r = ncclGetUniqueId(&id);
   if (r != ncclSuccess) {
-    return comm_error(NM_ERR_UNAVAILABLE, "ncclGetUniqueId failed: %s (no usable network interface? set NCCL_SOCKET_IFNAME)",
+    return set_error(NM_ERR_UNAVAILABLE, "ncclGetUniqueId failed: %s (no usable network interface? set NCCL_SOCKET_IFNAME)",
                       ncclGetErrorString(r));
   }
   memcpy(out, &id, sizeof id);
@@ -258,18 +244,18 @@ nm_status unique_id(void* out, size_t out_len, size_t* written) {
 }
 
 nm_status create(const nm_comm_config* config, nm_comm** out) {
-  if (config == nullptr || out == nullptr) return comm_error(NM_ERR_INVALID, "create: NULL argument");
+  if (config == nullptr || out == nullptr) return set_error(NM_ERR_INVALID, "create: NULL argument");
   *out = nullptr;
-  if (config->backend == nullptr) return comm_error(NM_ERR_INVALID, "create: no CUDA backend");
+  if (config->backend == nullptr) return set_error(NM_ERR_INVALID, "create: no CUDA backend");
   if (config->unique_id == nullptr || config->unique_id_len != sizeof(ncclUniqueId)) {
-    return comm_error(NM_ERR_INVALID, "create: NCCL needs rank 0's %zu-byte unique id, got %zu bytes", sizeof(ncclUniqueId),
+    return set_error(NM_ERR_INVALID, "create: NCCL needs rank 0's %zu-byte unique id, got %zu bytes", sizeof(ncclUniqueId),
                       config->unique_id_len);
   }
   if (config->world_size < 1 || config->rank < 0 || config->rank >= config->world_size) {
-    return comm_error(NM_ERR_INVALID, "create: rank %d is not in [0, %d)", config->rank, config->world_size);
+    return set_error(NM_ERR_INVALID, "create: rank %d is not in [0, %d)", config->rank, config->world_size);
   }
   nm_status entered = enter(config->backend, "nccl create");
-  if (entered != NM_OK) return comm_error(entered, "%s", last_error());
+  if (entered != NM_OK) return entered;  // enter() left its message
   auto* c = new nm_comm();
   c->be = config->backend;
   c->rank = config->rank;
@@ -291,7 +277,7 @@ nm_status create(const nm_comm_config* config, nm_comm** out) {
         : "ncclCommInitRankConfig failed: " + nccl_detail(c->nccl, r);
     if (c->nccl != nullptr) ncclCommAbort(c->nccl);
     delete c;
-    return comm_error(NM_ERR_UNAVAILABLE, "nccl: rank %d of %d: %s", config->rank, config->world_size, why.c_str());
+    return set_error(NM_ERR_UNAVAILABLE, "nccl: rank %d of %d: %s", config->rank, config->world_size, why.c_str());
   }
   cudaError_t err = cudaMalloc(&c->barrier_word, sizeof(float));
   if (err == cudaSuccess) err = cudaMemsetAsync(c->barrier_word, 0, sizeof(float), c->be->stream);
@@ -299,7 +285,7 @@ nm_status create(const nm_comm_config* config, nm_comm** out) {
     ncclCommAbort(c->nccl);
     if (c->barrier_word) cudaFree(c->barrier_word);
     delete c;
-    return comm_error(status_of(err), "nccl create: %s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
+    return set_error(status_of(err), "nccl create: %s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
   }
   c->watchdog = std::thread(watch, c);
   *out = c;
@@ -337,7 +323,7 @@ void abort(nm_comm* c, const char* reason) {
 }
 
 nm_status status(nm_comm* c, char* err, size_t err_len) {
-  if (c == nullptr) return comm_error(NM_ERR_INVALID, "status: communicator is NULL");
+  if (c == nullptr) return set_error(NM_ERR_INVALID, "status: communicator is NULL");
   if (!c->failed.load()) return NM_OK;
   std::lock_guard<std::mutex> lock(c->mutex);
   if (err != nullptr && err_len > 0) snprintf(err, err_len, "%s", c->error.c_str());
@@ -372,7 +358,7 @@ nm_status all_gather(nm_comm* c, void* out, const void* in, int64_t n, nm_dtype 
 
 nm_status broadcast(nm_comm* c, void* buf, int64_t n, nm_dtype dtype, int32_t root) {
   NM_TRY(check_args(c, "broadcast", dtype, n));
-  if (root < 0 || root >= c->world) return comm_error(NM_ERR_INVALID, "broadcast: root %d is not a rank of this group", root);
+  if (root < 0 || root >= c->world) return set_error(NM_ERR_INVALID, "broadcast: root %d is not a rank of this group", root);
   if (n == 0) return NM_OK;
   return enqueue(c, "broadcast", sized(n, dtype) + " from rank " + std::to_string(root), [&] {
     return ncclBroadcast(buf, buf, static_cast<size_t>(n), nccl_type(dtype), root, c->nccl, c->be->stream);
@@ -380,7 +366,7 @@ nm_status broadcast(nm_comm* c, void* buf, int64_t n, nm_dtype dtype, int32_t ro
 }
 
 nm_status barrier(nm_comm* c) {
-  if (c == nullptr) return comm_error(NM_ERR_INVALID, "barrier: communicator is NULL");
+  if (c == nullptr) return set_error(NM_ERR_INVALID, "barrier: communicator is NULL");
   // NCCL has no barrier: an all-reduce of one word returns on a rank only once every rank joined.
   return enqueue(c, "barrier", "all ranks", [&] {
     return ncclAllReduce(c->barrier_word, c->barrier_word, 1, ncclFloat32, ncclSum, c->nccl, c->be->stream);
@@ -392,7 +378,7 @@ nm_comm_ops make_ops() {
   memset(&ops, 0, sizeof ops);
   ops.abi_version = NM_COMM_ABI_VERSION;
   ops.name = "nccl";
-  ops.last_error = last_comm_error;
+  ops.last_error = nm_cuda::last_error;  // the module's thread-local message (check.h)
   ops.describe = describe;
   ops.unique_id = unique_id;
   ops.create = create;

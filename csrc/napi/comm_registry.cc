@@ -1,13 +1,13 @@
 #include "comm_registry.h"
 
 #include <dlfcn.h>
-#include <sys/stat.h>
 
 #include <memory>
 #include <mutex>
 
 #include "cuda_libraries.h"
 #include "device_registry.h"
+#include "module_files.h"
 
 namespace nm::napi {
 namespace {
@@ -15,17 +15,6 @@ namespace {
 std::mutex engines_mutex;
 std::unique_ptr<CommEngine> gloo;
 std::unique_ptr<CommEngine> nccl;
-
-bool file_exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
 
 // Entry symbol -> table, checking the ABI; on failure the engine keeps the reason.
 void bind_table(CommEngine& engine, void* handle, const char* symbol, const std::string& what) {
@@ -49,16 +38,10 @@ void bind_table(CommEngine& engine, void* handle, const char* symbol, const std:
 }
 
 void load_gloo(CommEngine& engine, const std::vector<std::string>& candidates) {
-  std::string path;
-  for (const auto& candidate : candidates) {
-    if (file_exists(candidate)) {
-      path = candidate;
-      break;
-    }
-  }
+  const std::string path = first_existing_file(candidates);
   if (path.empty()) {
     engine.unavailable_reason =
-        "the Gloo module newton_muon_gloo.so was not found (looked in: " + join(candidates) +
+        "the Gloo module newton_muon_gloo.so was not found (looked in: " + join(candidates, ", ") +
         "); build it with `npm run build:gloo` (needs Gloo's headers: apt-get install libgloo-dev), "
         "install a package with prebuilt binaries, or point NM_GLOO_MODULE at one";
     return;

@@ -1,7 +1,6 @@
 #include "device_registry.h"
 
 #include <dlfcn.h>
-#include <sys/stat.h>
 
 #include <cstdlib>
 #include <memory>
@@ -11,6 +10,7 @@
 
 #include "../cpu/cpu_backend.h"
 #include "cuda_libraries.h"
+#include "module_files.h"
 
 namespace nm::napi {
 namespace {
@@ -23,20 +23,9 @@ DeviceSlot* cpu_slot = nullptr;
 DeviceSlot* cuda_slot = nullptr;
 std::string loaded_module_path;
 
-bool file_exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 void describe_into(DeviceSlot& slot) {
   char buf[1024] = {0};
   if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) slot.description_json = buf;
-}
-
-std::string join(const std::vector<std::string>& items, const char* separator) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
-  return out;
 }
 
 // The reason for a module that exists but could not be dlopen()ed. A missing library gets the
@@ -68,13 +57,7 @@ std::string open_failure_reason(const std::string& path, const ModuleOpenResult&
 // dlopen (with the CUDA library search of cuda_libraries.h) + entry symbol + create(0). Any
 // failure leaves slot.backend null with the reason.
 void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidates, int device_index) {
-  std::string path;
-  for (const auto& candidate : candidates) {
-    if (file_exists(candidate)) {
-      path = candidate;
-      break;
-    }
-  }
+  const std::string path = first_existing_file(candidates);
   if (path.empty()) {
     slot.unavailable_reason =
         "the CUDA module newton_muon_cuda.so was not found (looked in: " + join(candidates, ", ") +

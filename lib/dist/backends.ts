@@ -1,11 +1,9 @@
 // Which process-group engines exist here, devices()-style: 'gloo' (CPU tensors) from
 // newton_muon_gloo.so, 'nccl' (CUDA tensors) from the CUDA module; each available, or unavailable
 // with the exact reason ("libgloo.so.0 not found: apt-get install libgloo0 ...").
-import * as path from 'path';
-
-import { devices } from '../device';
+import { devices, moduleCandidates } from '../device';
 import type { DeviceName } from '../device';
-import { native, packageRoot } from '../native';
+import { native } from '../native';
 
 export type DistBackend = 'gloo' | 'nccl';
 
@@ -24,12 +22,7 @@ export interface BackendInfo {
 
 /** Where the addon looks for newton_muon_gloo.so, in order. NM_GLOO_MODULE overrides all. */
 export function glooModuleCandidates(): string[] {
-  const fromEnv = process.env.NM_GLOO_MODULE;
-  if (fromEnv) return [path.resolve(fromEnv)];
-  return [
-    path.join(packageRoot, 'build-gloo', 'Release', 'newton_muon_gloo.so'),
-    path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'newton_muon_gloo.so'),
-  ];
+  return moduleCandidates('NM_GLOO_MODULE', 'build-gloo', 'newton_muon_gloo.so');
 }
 
 /** Every process-group backend, with availability and, when unavailable, the exact reason. */

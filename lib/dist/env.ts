@@ -31,8 +31,20 @@ export const DEFAULT_MASTER_PORT = 29500;
 
 type Env = Record<string, string | undefined>;
 
+/**
+ * Each launcher's variables, in order of precedence (torchrun inside a SLURM allocation sets
+ * RANK; mpiexec inside one sets OMPI_*). SLURM's tasks per node come from a count list instead.
+ */
+const SOURCES: { source: LaunchSource; rank: string; size: string; localRank: string; localSize: string | null }[] = [
+  { source: 'torchrun', rank: 'RANK', size: 'WORLD_SIZE', localRank: 'LOCAL_RANK', localSize: 'LOCAL_WORLD_SIZE' },
+  { source: 'openmpi', rank: 'OMPI_COMM_WORLD_RANK', size: 'OMPI_COMM_WORLD_SIZE', localRank: 'OMPI_COMM_WORLD_LOCAL_RANK', localSize: 'OMPI_COMM_WORLD_LOCAL_SIZE' },
+  { source: 'mpich', rank: 'PMI_RANK', size: 'PMI_SIZE', localRank: 'MPI_LOCALRANKID', localSize: 'MPI_LOCALNRANKS' },
+  { source: 'slurm', rank: 'SLURM_PROCID', size: 'SLURM_NTASKS', localRank: 'SLURM_LOCALID', localSize: null },
+];
+
 function integer(env: Env, name: string, min: number): number {
-  const text = env[name]!;
+  const text = env[name];
+  if (text === undefined) throw new DistError(`${name} is not set`);
   const value = Number(text);
   if (text.trim() === '' || !Number.isSafeInteger(value) || value < min) {
     throw new DistError(`${name}=${JSON.stringify(text)} is not an integer >= ${min}`);
@@ -83,51 +95,29 @@ function storePort(env: Env, masterPort: number): number {
  * run). Throws a DistError naming the variable when the environment is inconsistent.
  */
 export function launchEnvironment(env: Env = process.env): LaunchInfo | null {
-  let source: LaunchSource;
-  let rank: number;
-  let worldSize: number;
-  let localRank: number | undefined;
-  let localWorldSize: number | undefined;
-  let masterAddr = env.MASTER_ADDR;
-  if (env.RANK !== undefined || env.WORLD_SIZE !== undefined) {
-    source = 'torchrun';
+  // torchrun's pair counts if either is set (the other missing is an error); SLURM's only when
+  // both are (a batch script's shell has SLURM_PROCID too).
+  const present = (s: (typeof SOURCES)[number]): boolean => (s.source === 'torchrun' ? env.RANK !== undefined || env.WORLD_SIZE !== undefined
+    : env[s.rank] !== undefined && (s.source !== 'slurm' || env[s.size] !== undefined));
+  const source = SOURCES.find(present)?.source;
+  if (source === undefined) return null;
+  const vars = SOURCES.find((s) => s.source === source)!;
+  if (source === 'torchrun') {
     if (env.RANK === undefined) throw new DistError('WORLD_SIZE is set but RANK is not (a torchrun-style launch sets both)');
     if (env.WORLD_SIZE === undefined) throw new DistError('RANK is set but WORLD_SIZE is not (a torchrun-style launch sets both)');
-    rank = integer(env, 'RANK', 0);
-    worldSize = integer(env, 'WORLD_SIZE', 1);
-    localRank = optionalInteger(env, 'LOCAL_RANK', 0);
-    localWorldSize = optionalInteger(env, 'LOCAL_WORLD_SIZE', 1);
-  } else if (env.OMPI_COMM_WORLD_RANK !== undefined) {
-    source = 'openmpi';
-    rank = integer(env, 'OMPI_COMM_WORLD_RANK', 0);
-    worldSize = integer(env, 'OMPI_COMM_WORLD_SIZE', 1);
-    localRank = optionalInteger(env, 'OMPI_COMM_WORLD_LOCAL_RANK', 0);
-    localWorldSize = optionalInteger(env, 'OMPI_COMM_WORLD_LOCAL_SIZE', 1);
-  } else if (env.PMI_RANK !== undefined) {
-    source = 'mpich';
-    rank = integer(env, 'PMI_RANK', 0);
-    worldSize = integer(env, 'PMI_SIZE', 1);
-    localRank = optionalInteger(env, 'MPI_LOCALRANKID', 0);
-    localWorldSize = optionalInteger(env, 'MPI_LOCALNRANKS', 1);
-  } else if (env.SLURM_PROCID !== undefined && env.SLURM_NTASKS !== undefined) {
-    source = 'slurm';
-    rank = integer(env, 'SLURM_PROCID', 0);
-    worldSize = integer(env, 'SLURM_NTASKS', 1);
-    localRank = optionalInteger(env, 'SLURM_LOCALID', 0);
+  }
+  const rank = integer(env, vars.rank, 0);
+  const worldSize = integer(env, vars.size, 1);
+  let localRank = optionalInteger(env, vars.localRank, 0);
+  let localWorldSize = vars.localSize === null ? undefined : optionalInteger(env, vars.localSize, 1);
+  let masterAddr = env.MASTER_ADDR;
+  if (source === 'slurm') {
     localWorldSize = firstCount(env.SLURM_STEP_TASKS_PER_NODE) ?? firstCount(env.SLURM_NTASKS_PER_NODE);
     if (masterAddr === undefined || masterAddr === '') {
       masterAddr = firstSlurmHost(env.SLURM_STEP_NODELIST ?? env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST ?? '') || undefined;
     }
-  } else {
-    return null;
   }
-  const names: Record<LaunchSource, [string, string, string]> = {
-    torchrun: ['RANK', 'WORLD_SIZE', 'LOCAL_RANK'],
-    openmpi: ['OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_LOCAL_RANK'],
-    mpich: ['PMI_RANK', 'PMI_SIZE', 'MPI_LOCALRANKID'],
-    slurm: ['SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID'],
-  };
-  const [rankName, sizeName, localName] = names[source];
+  const [rankName, sizeName, localName] = [vars.rank, vars.size, vars.localRank];
   if (rank >= worldSize) throw new DistError(`${rankName}=${rank} is not below ${sizeName}=${worldSize} (ranks are 0..${worldSize - 1})`);
   // Without local information every rank is taken to be on its own node.
   localRank ??= worldSize === 1 ? 0 : (localWorldSize === worldSize ? rank : 0);

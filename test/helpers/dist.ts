@@ -4,7 +4,6 @@
 // needs Debian's libgloo-dev at build time (CI installs it; elsewhere, without it, the suites say
 // why and skip unless NM_TEST_DIST=1 or CI=true demand them).
 import { ChildProcess, spawn } from 'child_process';
-import * as net from 'net';
 import * as path from 'path';
 
 import { processGroupBackends } from '../../lib/dist/backends';
@@ -104,17 +103,7 @@ export function spawnNode(script: string, args: string[], env: Record<string, st
   return { child, pid: child.pid!, done, waitFor };
 }
 
-/** A TCP port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../lib/dist/launcher';
 
 /** stderr as lines (without empty ones). */
 export function lines(text: string): string[] {
