@@ -124,6 +124,7 @@ export class ProcessGroup {
   private peerFailure: GroupFailure | null = null;
   private destroyed = false;
   private objects = 0;
+  private barriers = 0;
   /** @internal reports the issued count to the heartbeats */
   countOps: (n: number) => void = () => undefined;
 
@@ -280,7 +281,7 @@ export class ProcessGroup {
    */
   async storeBarrier(name: string): Promise<void> {
     if (this.failure !== null) throw this.failure;
-    const key = `__nm/barrier/${name}`;
+    const key = `__nm/barrier/${name}/${this.barriers++}`;
     if (await this.rendezvous.control.add(key, 1) === this.worldSize) await this.rendezvous.control.set(`${key}/done`, '1');
     if (await this.rendezvous.control.get(`${key}/done`, this.timeoutMs) === null) {
       throw new DistError(`not every rank reached '${name}' within ${this.timeoutMs / 1000} s`);
