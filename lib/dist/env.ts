@@ -12,7 +12,8 @@
 // own store on MASTER_PORT then: TORCHELASTIC_USE_AGENT_STORE=True).
 import { DistError } from './errors';
 
-export type LaunchSource = 'torchrun' | 'openmpi' | 'mpich' | 'slurm';
+/** Which launcher set the environment ('single': none; a group of one made by initProcessGroup). */
+export type LaunchSource = 'torchrun' | 'openmpi' | 'mpich' | 'slurm' | 'single';
 
 export interface LaunchInfo {
   source: LaunchSource;
@@ -35,7 +36,7 @@ type Env = Record<string, string | undefined>;
  * Each launcher's variables, in order of precedence (torchrun inside a SLURM allocation sets
  * RANK; mpiexec inside one sets OMPI_*). SLURM's tasks per node come from a count list instead.
  */
-const SOURCES: { source: LaunchSource; rank: string; size: string; localRank: string; localSize: string | null }[] = [
+const SOURCES: { source: Exclude<LaunchSource, 'single'>; rank: string; size: string; localRank: string; localSize: string | null }[] = [
   { source: 'torchrun', rank: 'RANK', size: 'WORLD_SIZE', localRank: 'LOCAL_RANK', localSize: 'LOCAL_WORLD_SIZE' },
   { source: 'openmpi', rank: 'OMPI_COMM_WORLD_RANK', size: 'OMPI_COMM_WORLD_SIZE', localRank: 'OMPI_COMM_WORLD_LOCAL_RANK', localSize: 'OMPI_COMM_WORLD_LOCAL_SIZE' },
   { source: 'mpich', rank: 'PMI_RANK', size: 'PMI_SIZE', localRank: 'MPI_LOCALRANKID', localSize: 'MPI_LOCALNRANKS' },

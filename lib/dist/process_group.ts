@@ -56,7 +56,7 @@ function packageVersion(): string {
 
 /** A group of one: rank 0 of world 1 with its store on a free loopback port. */
 function singleProcess(): LaunchInfo {
-  return { source: 'torchrun', rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: '127.0.0.1', storePort: 0 };
+  return { source: 'single', rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: '127.0.0.1', storePort: 0 };
 }
 
 /** Joins the data-parallel group this process was launched into (or a group of one). */
@@ -72,10 +72,8 @@ export async function initProcessGroup(options: ProcessGroupOptions = {}): Promi
   const info = processGroupBackends().find((b) => b.name === backend)!;
   if (!info.available) throw new DistError(`process group backend '${backend}' (for ${device} tensors) is unavailable: ${info.reason}`);
   const fingerprint = { version: packageVersion(), abi: native.abiVersion, backend, ...options.fingerprint };
-  let issued = 0;
   const rv = await Rendezvous.join({
     rank: launch.rank, worldSize: launch.worldSize, masterAddr: launch.masterAddr, storePort: launch.storePort, timeoutMs, fingerprint,
-    progress: () => issued,
   });
   let comm: CommHandle;
   try {
@@ -104,9 +102,7 @@ export async function initProcessGroup(options: ProcessGroupOptions = {}): Promi
     rv.close();
     throw new DistError(message);
   }
-  const group = new ProcessGroup(launch, device, backend, timeoutMs, comm, rv, options.exitOnPeerFailure ?? false);
-  group.countOps = (n) => { issued = n; };
-  return group;
+  return new ProcessGroup(launch, device, backend, timeoutMs, comm, rv, options.exitOnPeerFailure ?? false);
 }
 
 /** Another rank's failure as this rank reports it (its own messages already name their rank). */
@@ -125,8 +121,6 @@ export class ProcessGroup {
   private destroyed = false;
   private objects = 0;
   private barriers = 0;
-  /** @internal reports the issued count to the heartbeats */
-  countOps: (n: number) => void = () => undefined;
 
   /** @internal use initProcessGroup() */
   constructor(readonly launch: LaunchInfo, readonly device: DeviceName, readonly backend: DistBackend, readonly timeoutMs: number,
@@ -135,6 +129,7 @@ export class ProcessGroup {
     this.worldSize = launch.worldSize;
     this.localRank = launch.localRank;
     this.localWorldSize = launch.localWorldSize;
+    rendezvous.reportProgress(() => this.issuedOps);
     rendezvous.onFailure((f) => {
       if (this.destroyed) return;
       this.peerFailure = f;
@@ -163,7 +158,6 @@ export class ProcessGroup {
     if (this.destroyed) throw new DistError(`${op}: the process group was destroyed`);
     if (this.failure !== null) throw this.failure;
     this.issuedOps++;
-    this.countOps(this.issuedOps);
     return this.comm;
   }
 

@@ -16,8 +16,6 @@ export interface RendezvousOptions {
   storePort: number;
   timeoutMs: number;
   fingerprint: Record<string, unknown>;
-  /** Collectives this rank has issued so far (sent with each heartbeat). */
-  progress: () => number;
 }
 
 const LOOPBACK = /^(127\.|::1$|localhost$)/;
@@ -32,6 +30,8 @@ export class Rendezvous {
   private failureListeners: ((f: GroupFailure) => void)[] = [];
   private failure: GroupFailure | null = null;
   private closing = false;
+  /** Collectives this rank has issued so far (sent with each heartbeat). */
+  private progress: () => number = () => 0;
   readonly beatMs: number;
 
   private constructor(readonly options: RendezvousOptions, readonly server: StoreServer | null, readonly control: StoreClient,
@@ -105,6 +105,11 @@ export class Rendezvous {
     }
   }
 
+  /** Where the heartbeats read this rank's collective count from. */
+  reportProgress(progress: () => number): void {
+    this.progress = progress;
+  }
+
   /** Called once with the first failure of the group (another rank's or the store's loss). */
   onFailure(listener: (f: GroupFailure) => void): void {
     if (this.failure !== null) listener(this.failure);
@@ -122,7 +127,7 @@ export class Rendezvous {
     this.beatTimer = setInterval(() => {
       if (inFlight) return;
       inFlight = true;
-      this.life.beat(this.options.rank, this.options.progress())
+      this.life.beat(this.options.rank, this.progress())
         .then((f) => { if (f !== null) this.noteFailure(f); })
         .catch(() => undefined) // a lost connection is reported through onLost
         .finally(() => { inFlight = false; });
@@ -150,7 +155,7 @@ export class Rendezvous {
     } catch {
       return this.options.rank === 0 ? '' : `rank 0 (which serves the rendezvous store at ${this.where}) is unreachable: it exited or its machine is down`;
     }
-    return describeStatus(status, this.options.rank, this.options.progress(), this.beatMs);
+    return describeStatus(status, this.options.rank, this.progress(), this.beatMs);
   }
 
   /** Leaves cleanly; rank 0 keeps serving until the others left too (at most the timeout). */
