@@ -172,7 +172,7 @@ describe('naming the rank at fault', () => {
     expect(describeStatus(status([{}, { state: 'exited' }]), 0, 5, 100)).toBe('rank 1 exited');
     expect(describeStatus(status([{}, {}, { state: 'never-joined', beatAgeMs: null }]), 0, 5, 100)).toBe('rank 2 never joined');
     expect(describeStatus(status([{}, { beatAgeMs: 3300 }]), 0, 5, 375)).toBe('rank 1 stopped responding (no heartbeat for 3.3 s)');
-    expect(describeStatus(status([{}, { ops: 3 }]), 0, 5, 100)).toBe('rank 1 is alive but has issued only 3 of this rank\'s 5 collectives (it is stuck before collective #4)');
+    expect(describeStatus(status([{}, { ops: 3 }]), 0, 5, 100)).toBe('rank 1 is alive but had issued 3 collectives at its last heartbeat, this rank 5');
     expect(describeStatus(status([{}, {}]), 0, 5, 100)).toBe('');
     expect(describeStatus(status([{}, {}], { rank: 1, message: 'boom' }), 0, 5, 100)).toBe('rank 1 failed: boom');
   });

@@ -146,16 +146,23 @@ export class Rendezvous {
   /**
    * A sentence about the other ranks for an error message: who exited, stopped responding, or
    * is behind this rank's collectives; '' when nothing is wrong with them as far as the store
-   * knows.
+   * knows. A collective can fail (a connection reset by a dying peer) a moment before the store
+   * sees that peer's connection close, so the store is asked again for up to settleMs until it
+   * names a rank that is gone or silent.
    */
-  async describePeers(): Promise<string> {
-    let status: StoreStatus;
-    try {
-      status = await withTimeout(this.life.status(), 2000);
-    } catch {
-      return this.options.rank === 0 ? '' : `rank 0 (which serves the rendezvous store at ${this.where}) is unreachable: it exited or its machine is down`;
+  async describePeers(settleMs = 1000): Promise<string> {
+    const until = Date.now() + settleMs;
+    for (;;) {
+      let status: StoreStatus;
+      try {
+        status = await withTimeout(this.life.status(), 2000);
+      } catch {
+        return this.options.rank === 0 ? '' : `rank 0 (which serves the rendezvous store at ${this.where}) is unreachable: it exited or its machine is down`;
+      }
+      const sentence = describeStatus(status, this.options.rank, this.progress(), this.beatMs);
+      if (/exited|stopped responding|never joined/.test(sentence) || Date.now() >= until) return sentence;
+      await new Promise((r) => setTimeout(r, 100));
     }
-    return describeStatus(status, this.options.rank, this.progress(), this.beatMs);
   }
 
   /** Leaves cleanly; rank 0 keeps serving until the others left too (at most the timeout). */
@@ -196,7 +203,7 @@ export function describeStatus(status: StoreStatus, me: number, myOps: number, b
     else if (r.state === 'alive' && r.beatAgeMs !== null && r.beatAgeMs > 3 * beatMs + 500) {
       parts.push(`rank ${r.rank} stopped responding (no heartbeat for ${(r.beatAgeMs / 1000).toFixed(1)} s)`);
     } else if (r.state === 'alive' && r.ops < myOps) {
-      parts.push(`rank ${r.rank} is alive but has issued only ${r.ops} of this rank's ${myOps} collectives (it is stuck before collective #${r.ops + 1})`);
+      parts.push(`rank ${r.rank} is alive but had issued ${r.ops} collectives at its last heartbeat, this rank ${myOps}`);
     }
   }
   if (parts.length === 0 && status.failure !== null && status.failure.rank !== me) parts.push(`rank ${status.failure.rank} failed: ${status.failure.message}`);
