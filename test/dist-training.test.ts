@@ -154,19 +154,41 @@ describeWithGloo('data-parallel training: two ranks = one process with twice the
     note('muon, stopped at step 2 in one process, resumed with two ranks', compare(reference, resumed, 'resumed at world 2'));
   }, 240_000);
 
+  const common = (): string[] => ['--data', path.join(root, 'data', 'toy_train_*.bin'), '--val-data', path.join(root, 'data', 'toy_val_*.bin'),
+    '--vocab-size', '64', '--micro-batch', '2', '--seq-len', '16', '--batch-size', '128', '--val-tokens', '96', '--val-every', '2',
+    '--steps', '6', '--device', 'cpu'];
+
   test('the CLI: --nproc-per-node 2 matches a plain run with the same --batch-size', async () => {
-    const common = ['--data', path.join(root, 'data', 'toy_train_*.bin'), '--val-data', path.join(root, 'data', 'toy_val_*.bin'),
-      '--vocab-size', '64', '--micro-batch', '2', '--seq-len', '16', '--batch-size', '128', '--val-tokens', '96', '--val-every', '2',
-      '--steps', '6', '--device', 'cpu'];
-    const plain = spawnNode(TRAIN_CLI, [...common, '--out', path.join(root, 'cli-plain')], cleanEnv(), HARD_TIMEOUT_MS);
+    const plain = spawnNode(TRAIN_CLI, [...common(), '--out', path.join(root, 'cli-plain')], cleanEnv(), HARD_TIMEOUT_MS);
     const plainResult = await plain.done;
     expect({ code: plainResult.code, stderr: plainResult.stderr }).toEqual({ code: 0, stderr: '' });
-    const launched = spawnNode(TRAIN_CLI, [...common, '--out', path.join(root, 'cli-dp'), '--nproc-per-node', '2', '--dist-timeout', '30'], cleanEnv(), HARD_TIMEOUT_MS);
+    const launched = spawnNode(TRAIN_CLI, [...common(), '--out', path.join(root, 'cli-dp'), '--nproc-per-node', '2', '--dist-timeout', '30'], cleanEnv(), HARD_TIMEOUT_MS);
     const result = await launched.done;
     expect({ code: result.code, hung: result.hung, stderr: result.stderr }).toEqual({ code: 0, hung: false, stderr: '' });
     expect(lines(result.stdout)[0]).toMatch(/newton-muon on cpu: .* 2 ranks \(sharded matrix step\)/);
     // One progress report (rank 0's), as in the plain run.
     expect(lines(result.stdout).filter((l) => l.startsWith('done:'))).toHaveLength(1);
     note('the CLI, newton-muon, --nproc-per-node 2', compare(readMetrics(path.join(root, 'cli-plain')), readMetrics(path.join(root, 'cli-dp')), 'CLI'));
+  }, 240_000);
+
+  test('the CLI under mpiexec\'s (Open MPI) and srun\'s (SLURM) environments, with no launcher of ours', async () => {
+    const plain = path.join(root, 'cli-plain');
+    if (!fs.existsSync(path.join(plain, 'metrics.jsonl'))) {
+      expect((await spawnNode(TRAIN_CLI, [...common(), '--out', plain], cleanEnv(), HARD_TIMEOUT_MS).done).code).toBe(0);
+    }
+    const port = String(await freePort());
+    const launchers: [string, (rank: string) => Record<string, string>][] = [
+      ['openmpi', (r) => ({ OMPI_COMM_WORLD_RANK: r, OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_LOCAL_RANK: r, OMPI_COMM_WORLD_LOCAL_SIZE: '2', MASTER_PORT: port })],
+      ['slurm', (r) => ({ SLURM_PROCID: r, SLURM_NTASKS: '2', SLURM_LOCALID: r, SLURM_STEP_TASKS_PER_NODE: '2', SLURM_STEP_NODELIST: 'localhost', MASTER_PORT: port })],
+    ];
+    for (const [name, envOf] of launchers) {
+      const out = path.join(root, `cli-${name}`);
+      const ranks = ['0', '1'].map((r) => spawnNode(TRAIN_CLI, [...common(), '--out', out, '--dist-timeout', '30'], cleanEnv(envOf(r)), HARD_TIMEOUT_MS));
+      const [a, b] = await Promise.all(ranks.map((p) => p.done));
+      expect({ name, codes: [a.code, b.code], stderr: a.stderr + b.stderr }).toEqual({ name, codes: [0, 0], stderr: '' });
+      expect(lines(a.stdout)[0]).toMatch(/2 ranks/);
+      expect(b.stdout).toBe('');
+      note(`the CLI, newton-muon, two ranks under ${name}'s environment`, compare(readMetrics(plain), readMetrics(out), name));
+    }
   }, 240_000);
 });
