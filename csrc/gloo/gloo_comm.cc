@@ -10,12 +10,14 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +25,16 @@
 
 #include "reduce_functions.h"
 #include "store_client.h"
+
+// A reduce-scatter ready to run: Gloo's halving-doubling template is built for one buffer and
+// count (it allocates its receive buffers and registers them with the pairs), then run as often
+// as needed; building it per call costs more than the transfer. Used on the stream's thread only.
+struct ReduceScatterPlan {
+  nm_dtype dtype;
+  size_t count;  // elements per rank
+  std::vector<char> scratch;  // world * count elements: the template reduces in place here
+  std::unique_ptr<gloo::Algorithm> algorithm;
+};
 
 struct nm_comm {
   int rank = 0;
@@ -37,6 +49,10 @@ struct nm_comm {
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::string error;  // the first failure, sticky
+
+  // The few most recent reduce-scatter shapes, newest first (every rank builds and evicts them in
+  // the same order, so the templates' pair slots match across ranks).
+  std::list<ReduceScatterPlan> reduce_scatter_plans;
 
   // Records the first failure; later ones are consequences and are dropped.
   void fail(const std::string& message) {
@@ -124,13 +140,14 @@ void divide(void* data, size_t n, nm_dtype dtype, int world) {
   else divide_f32(data, n, world);
 }
 
+constexpr size_t kReduceScatterPlans = 4;
+
 template <typename T>
-void run_reduce_scatter(nm_comm* comm, T* scratch, int64_t n,
-                        const gloo::ReductionFunction<T>* fn) {
+std::unique_ptr<gloo::Algorithm> make_reduce_scatter(nm_comm* comm, std::vector<char>& scratch, size_t n,
+                                                     const gloo::ReductionFunction<T>* fn) {
   std::vector<int> counts(static_cast<size_t>(comm->world), static_cast<int>(n));
-  std::vector<T*> ptrs{scratch};
-  gloo::ReduceScatterHalvingDoubling<T> algorithm(comm->context, ptrs, static_cast<int>(n * comm->world), counts, fn);
-  algorithm.run();
+  std::vector<T*> ptrs{reinterpret_cast<T*>(scratch.data())};
+  return std::make_unique<gloo::ReduceScatterHalvingDoubling<T>>(comm->context, ptrs, static_cast<int>(n * comm->world), counts, fn);
 }
 
 const gloo::ReductionFunction<float>& f32_sum() {
@@ -249,16 +266,23 @@ nm_status reduce_scatter(nm_comm* comm, void* out, const void* in, int64_t n, nm
                  [comm, out, in, count, dtype, op] {
     if (count == 0) return;
     const size_t elem = nm_dtype_size(dtype);
-    // The template reduces in place and leaves this rank's part at the front of its buffer: work
-    // on a copy so `in` is left as it was.
-    std::vector<char> scratch(count * comm->world * elem);
-    std::memcpy(scratch.data(), in, scratch.size());
-    if (dtype == NM_BF16) {
-      run_reduce_scatter(comm, reinterpret_cast<uint16_t*>(scratch.data()), static_cast<int64_t>(count), &bf16_sum());
+    auto& plans = comm->reduce_scatter_plans;
+    auto plan = std::find_if(plans.begin(), plans.end(), [&](const ReduceScatterPlan& p) { return p.dtype == dtype && p.count == count; });
+    if (plan == plans.end()) {
+      ReduceScatterPlan made{dtype, count, std::vector<char>(count * comm->world * elem), nullptr};
+      made.algorithm = dtype == NM_BF16 ? make_reduce_scatter(comm, made.scratch, count, &bf16_sum())
+                                        : make_reduce_scatter(comm, made.scratch, count, &f32_sum());
+      plans.push_front(std::move(made));
+      if (plans.size() > kReduceScatterPlans) plans.pop_back();
     } else {
-      run_reduce_scatter(comm, reinterpret_cast<float*>(scratch.data()), static_cast<int64_t>(count), &f32_sum());
+      plans.splice(plans.begin(), plans, plan);
     }
-    std::memcpy(out, scratch.data(), count * elem);
+    // The template reduces in place and leaves this rank's part at the front of its buffer: it
+    // works on the plan's copy, so `in` is left as it was.
+    ReduceScatterPlan& p = plans.front();
+    std::memcpy(p.scratch.data(), in, p.scratch.size());
+    p.algorithm->run();
+    std::memcpy(out, p.scratch.data(), count * elem);
     if (op == NM_REDUCE_AVG) divide(out, count, dtype, comm->world);
   });
 }
