@@ -87,9 +87,13 @@ async function benchTraining(quick) {
 async function benchDist({ quick }) {
   const gloo = nm.processGroupBackends().find((b) => b.name === 'gloo');
   if (!gloo.available) return `## Data parallel (Gloo)\n\nNot measured: gloo is unavailable here (${gloo.reason}).`;
+  const before = os.loadavg()[0];
   const collectives = await benchCollectives(quick);
   const training = await benchTraining(quick);
+  const after = os.loadavg()[0];
   return `## Data parallel on the CPU (Gloo ${gloo.details.version}, two ranks on this machine)\n\n` +
+    `Load average (1 min) of the machine before / after the run: ${before.toFixed(1)} / ${after.toFixed(1)} on ${os.availableParallelism()} cores ` +
+    `(above the core count, other jobs shared the cores and small-message latencies in particular are noisy).\n\n` +
     `Collectives, f32, two ranks over TCP loopback, one compute thread each (nccl-tests' definitions: algbw = size / time; ` +
     `busbw = algbw x 2(n-1)/n for all-reduce, x (n-1)/n for reduce-scatter and all-gather, x 1 for broadcast; size = the full buffer):\n\n` +
     `${collectives}\n\nTraining, two ranks against one process on the same cores (the communication time is each collective of a step ` +
