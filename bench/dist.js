@@ -42,7 +42,11 @@ function size(bytes) {
 
 async function benchCollectives(quick) {
   const sizes = quick ? [65536, 1 << 20] : [4096, 65536, 1 << 20, 16 << 20, 64 << 20];
-  const rows = await ranks(2, 'collectives', { sizes, iters: quick ? 5 : 50, bytesPerSize: quick ? 32e6 : 512e6 }, 1);
+  // A fresh pair of ranks per size: Gloo's loopback TCP connections carry state from one size to
+  // the next (after small messages, 1 MiB all-reduces were measured at ~80 ms each here, against
+  // ~1-2 ms on connections that had first moved a large buffer), so each size starts from new ones.
+  const rows = [];
+  for (const size of sizes) rows.push(...await ranks(2, 'collectives', { sizes: [size], iters: quick ? 5 : 50, bytesPerSize: quick ? 32e6 : 512e6 }, 1));
   const lines = ['| size | op | time (us) | algbw (GB/s) | busbw (GB/s) |', '|---|---|---|---|---|'];
   for (const row of rows) {
     for (const [op, seconds] of Object.entries(row.seconds)) {
