@@ -217,39 +217,47 @@ int64_t count_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
   return n;
 }
 
-// commAllReduce(comm, out, outOffset, in, inOffset, n, dtype, op)
-Napi::Value CommAllReduce(const Napi::CallbackInfo& info) {
-  const char* op = "allReduce";
+// The arguments the out-of-place collectives share: (comm, out, outOffset, in, inOffset, n,
+// dtype); out spans out_copies x n elements and in in_copies x n (a copy per rank where the op
+// gathers or scatters).
+struct PairArgs {
+  CommHandle* comm;
+  int64_t n;
+  nm_dtype dtype;
+  void* out;
+  void* in;
+};
+
+PairArgs pair_args(const Napi::CallbackInfo& info, const char* op, int64_t out_copies, int64_t in_copies) {
   CommHandle& c = comm_arg(info, 0, op);
   const int64_t n = count_arg(info, 5, op);
   const nm_dtype dtype = float_dtype_arg(info, 6, op);
-  void* out = comm_operand(info, 1, bytes_of(n, dtype), c, "allReduce: out");
-  void* in = comm_operand(info, 3, bytes_of(n, dtype), c, "allReduce: in");
-  check_comm_status(info.Env(), c, c.ops->all_reduce(c.comm, out, in, n, dtype, reduce_op_arg(info, 7, op)));
+  void* out = comm_operand(info, 1, bytes_of(n, dtype, out_copies == 0 ? c.world : out_copies), c, std::string(op) + ": out");
+  void* in = comm_operand(info, 3, bytes_of(n, dtype, in_copies == 0 ? c.world : in_copies), c, std::string(op) + ": in");
+  return {&c, n, dtype, out, in};
+}
+
+constexpr int64_t kPerRank = 0;  // pair_args: one copy per rank
+
+// commAllReduce(comm, out, outOffset, in, inOffset, n, dtype, op)
+Napi::Value CommAllReduce(const Napi::CallbackInfo& info) {
+  const PairArgs a = pair_args(info, "allReduce", 1, 1);
+  check_comm_status(info.Env(), *a.comm, a.comm->ops->all_reduce(a.comm->comm, a.out, a.in, a.n, a.dtype, reduce_op_arg(info, 7, "allReduce")));
   return info.Env().Undefined();
 }
 
 // commReduceScatter(comm, out, outOffset, in, inOffset, n, dtype, op): in holds worldSize * n
 Napi::Value CommReduceScatter(const Napi::CallbackInfo& info) {
-  const char* op = "reduceScatter";
-  CommHandle& c = comm_arg(info, 0, op);
-  const int64_t n = count_arg(info, 5, op);
-  const nm_dtype dtype = float_dtype_arg(info, 6, op);
-  void* out = comm_operand(info, 1, bytes_of(n, dtype), c, "reduceScatter: out");
-  void* in = comm_operand(info, 3, bytes_of(n, dtype, c.world), c, "reduceScatter: in");
-  check_comm_status(info.Env(), c, c.ops->reduce_scatter(c.comm, out, in, n, dtype, reduce_op_arg(info, 7, op)));
+  const PairArgs a = pair_args(info, "reduceScatter", 1, kPerRank);
+  check_comm_status(info.Env(), *a.comm,
+                    a.comm->ops->reduce_scatter(a.comm->comm, a.out, a.in, a.n, a.dtype, reduce_op_arg(info, 7, "reduceScatter")));
   return info.Env().Undefined();
 }
 
 // commAllGather(comm, out, outOffset, in, inOffset, n, dtype): out holds worldSize * n
 Napi::Value CommAllGather(const Napi::CallbackInfo& info) {
-  const char* op = "allGather";
-  CommHandle& c = comm_arg(info, 0, op);
-  const int64_t n = count_arg(info, 5, op);
-  const nm_dtype dtype = float_dtype_arg(info, 6, op);
-  void* out = comm_operand(info, 1, bytes_of(n, dtype, c.world), c, "allGather: out");
-  void* in = comm_operand(info, 3, bytes_of(n, dtype), c, "allGather: in");
-  check_comm_status(info.Env(), c, c.ops->all_gather(c.comm, out, in, n, dtype));
+  const PairArgs a = pair_args(info, "allGather", kPerRank, 1);
+  check_comm_status(info.Env(), *a.comm, a.comm->ops->all_gather(a.comm->comm, a.out, a.in, a.n, a.dtype));
   return info.Env().Undefined();
 }
 
