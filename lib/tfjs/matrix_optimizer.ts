@@ -11,6 +11,7 @@ import { DeviceSpec, resolveDevice } from '../device';
 import { ArrayMatrix, ArrayMatrixOptimizer, ArrayOptimizerOptions } from '../optim/array_optimizer';
 import { checkMatrixOptimizerOptions, MuonOptions, NewtonMuonOptions } from '../optim/matrix_optimizer';
 import { OptimizerState } from '../optim/state';
+import { positiveInt } from '../optim/hyperparams';
 import { describe } from '../shape';
 import { AttachOptions, CallHook, DenseMatrix, denseMatrices, isLayersModel, LayerLike, LayersModelLike, LayerVariableLike } from './model';
 import { ConfigDict, NamedTensor, NamedTensorMap, tf, TfOptimizer, TfScalar, TfTensor, TfVariable } from './tf';
@@ -120,7 +121,9 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
       const owner = hookOwners.get(d.layer);
       if (owner && owner !== this && !owner.disposed) throw new Error(`${what}: layer '${d.layer.name}' is attached to another optimizer; dispose() that one first`);
     }
-    for (const d of found) this.register(what, d.kernel.read(), denseMatrixOptions(d), d.layer);
+    const planned: Matrix[] = [];
+    for (const d of found) planned.push(this.planMatrix(what, d.kernel.read(), denseMatrixOptions(d), planned, d.layer));
+    this.register(planned);
     this.models.push(model);
     for (const w of modelWeightsOf(model)) this.modelWeights.add(w.read().name);
     if (this.preconditioned) {
@@ -141,26 +144,40 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     const v = isLayerVariable ? (variable as LayerVariableLike).read() : variable as TfVariable;
     if (!(v instanceof tf.Variable)) throw new TypeError(`${what}: expected a tf.Variable (or a layer's weight), got ${describe(variable)}`);
     const name = options.name ?? (isLayerVariable ? (variable as LayerVariableLike).originalName : v.name);
-    this.register(what, v, { ...options, name, inputKey: options.inputKey ?? name });
+    this.register([this.planMatrix(what, v, { ...options, name, inputKey: options.inputKey ?? name }, [])]);
     return this;
   }
 
-  private register(what: string, variable: TfVariable, options: AddMatrixOptions & { name: string; inputKey: string }, layer?: LayerLike): void {
+  /** Checks one variable as a matrix against those registered and `planned`; returns its record. */
+  private planMatrix(what: string, variable: TfVariable, options: AddMatrixOptions & { name: string; inputKey: string },
+    planned: readonly Matrix[], layer?: LayerLike): Matrix {
     const label = `'${options.name}'${options.name === variable.name ? '' : ` (variable '${variable.name}')`}`;
     if (variable.isDisposed) throw new Error(`${what}: ${label} was disposed`);
     if (variable.rank !== 2) {
       throw new RangeError(`${what}: ${label} has shape [${variable.shape.join(', ')}]; only 2-D [in, out] variables can be matrices (leave it to the fallback optimizer)`);
     }
     if (variable.dtype !== 'float32') throw new TypeError(`${what}: ${label} is ${variable.dtype}; matrices must be float32`);
-    if (this.byVariable.has(variable.name)) throw new Error(`${what}: ${label} is registered already`);
-    if (this.matrices.some((m) => m.name === options.name)) throw new Error(`${what}: the name '${options.name}' is taken by another matrix; pass options.name`);
+    const others = [...this.matrices, ...planned];
+    if (others.some((m) => m.variable.name === variable.name)) throw new Error(`${what}: ${label} is registered already`);
+    if (others.some((m) => m.name === options.name)) throw new Error(`${what}: the name '${options.name}' is taken by another matrix; pass options.name`);
     const [inputs, outputs] = variable.shape;
-    const matrix: Matrix = {
-      name: options.name, variable, inputs, outputs, inputKey: options.inputKey, layer,
-      rowBlocks: options.rowBlocks, inputBlocks: options.inputBlocks,
-    };
-    this.matrices.push(matrix);
-    this.byVariable.set(variable.name, matrix);
+    const rowBlocks = positiveInt(options.rowBlocks ?? 1, `${what}: ${label}: rowBlocks`);
+    const inputBlocks = positiveInt(options.inputBlocks ?? 1, `${what}: ${label}: inputBlocks`);
+    if (outputs % rowBlocks !== 0) throw new RangeError(`${what}: ${label}: its ${outputs} output features do not split into ${rowBlocks} row blocks`);
+    if (inputs % inputBlocks !== 0) throw new RangeError(`${what}: ${label}: its ${inputs} input features do not split into ${inputBlocks} blocks`);
+    const sharing = others.find((m) => m.inputKey === options.inputKey);
+    if (this.preconditioned && sharing && (sharing.inputs !== inputs || (sharing.inputBlocks ?? 1) !== inputBlocks)) {
+      throw new RangeError(`${what}: ${label} shares input '${options.inputKey}' with '${sharing.name}' but reads ${inputs} features in ` +
+        `${inputBlocks} block(s), while '${sharing.name}' reads ${sharing.inputs} in ${sharing.inputBlocks ?? 1}`);
+    }
+    return { name: options.name, variable, inputs, outputs, inputKey: options.inputKey, layer, rowBlocks, inputBlocks };
+  }
+
+  private register(matrices: readonly Matrix[]): void {
+    for (const m of matrices) {
+      this.matrices.push(m);
+      this.byVariable.set(m.variable.name, m);
+    }
   }
 
   private hook(m: Matrix): void {
