@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --no-write] [-- --only=gemm|optim|gpt2|gpt2-memory]`: runs the benchmarks and
+// `npm run bench [-- --quick] [-- --no-write] [-- --only=gemm|optim|gpt2|gpt2-memory|tfjs]`: runs the benchmarks and
 // writes docs/BENCHMARKS.md (quick runs, for smoke-testing the scripts, never write).
 'use strict';
 const { benchGemm } = require('./gemm');
 const { benchGpt2, benchGpt2Memory } = require('./gpt2');
 const { benchOptim } = require('./optim');
+const { benchTfjs } = require('./tfjs');
 const { machine, writeSection } = require('./report');
 
 async function main() {
@@ -13,7 +14,7 @@ async function main() {
   const where = machine();
   console.log(`bench on ${where}`);
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-  const sections = { gemm: benchGemm, optim: benchOptim, gpt2: benchGpt2, 'gpt2-memory': benchGpt2Memory };
+  const sections = { gemm: benchGemm, optim: benchOptim, gpt2: benchGpt2, 'gpt2-memory': benchGpt2Memory, tfjs: benchTfjs };
   for (const [name, run] of Object.entries(sections)) {
     if (only && only !== name) continue;
     const body = await run({ quick });

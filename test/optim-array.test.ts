@@ -210,7 +210,7 @@ describe(`ArrayNewtonMuon / ArrayMuon equal NewtonMuon / Muon bit for bit (${dev
     const grads = { w: normalsF32(rng, 48) };
     byInput.stepSync(grads);
     byGram.stepSync(grads);
-    const [k1, k2] = [(await byInput.stateDict()).tensors['K/w'], (await byGram.stateDict()).tensors['K/w']];
+    const [k1, k2] = [(await byInput.stateDict()).tensors['K/w'], (await byGram.stateDict()).tensors['K/w']] as Float32Array[];
     let worst = 0;
     let scale = 0;
     for (let i = 0; i < k1.length; i++) {

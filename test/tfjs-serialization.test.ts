@@ -59,7 +59,7 @@ describe(`tfjs adapter: save, load, resume (${device})`, () => {
     interrupted.compile({ optimizer: firstOptimizer, loss: 'meanSquaredError' });
     await interrupted.fit(x1, y1, fitOptions); // 6 steps: the step count is mid refresh cycle (4)
     const artifacts = await saveToMemory(interrupted);
-    expect(artifacts.trainingConfig?.optimizer_config.class_name).toBe(_name);
+    expect((artifacts.trainingConfig as unknown as { optimizer_config: { class_name: string } }).optimizer_config.class_name).toBe(_name);
 
     const loaded = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     const resumed = loaded.optimizer as AnyOptimizer;

@@ -35,7 +35,7 @@ export interface ArrayMatrix {
 }
 
 export interface ArrayOptimizerOptions {
-  /** Where the optimizer state lives and the math runs: 'cpu' (default), 'cuda' or 'auto'. */
+  /** Where the optimizer state lives and the math runs: 'auto' (default: CUDA when available), 'cpu' or 'cuda'. */
   device?: DeviceSpec;
 }
 
@@ -74,7 +74,7 @@ export abstract class ArrayMatrixOptimizer {
   ) {
     if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object with at least { lr }`);
     if (!Array.isArray(matrices) || matrices.length === 0) throw new TypeError(`${op}: matrices must be a non-empty array of { weight, shape }`);
-    this.device = resolveDevice(options.device, `${op}: device`);
+    this.device = resolveDevice(options.device ?? 'auto', `${op}: device`);
     const { device: _device, ...optimizerOptions } = options;
     matrices.forEach((m, i) => this.entries.push(this.checkMatrix(m, i)));
     untracked(() => {

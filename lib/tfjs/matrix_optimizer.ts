@@ -13,7 +13,7 @@ import { checkMatrixOptimizerOptions, MuonOptions, NewtonMuonOptions } from '../
 import { OptimizerState } from '../optim/state';
 import { positiveInt } from '../optim/hyperparams';
 import { describe } from '../shape';
-import { AttachOptions, CallHook, DenseMatrix, denseMatrices, isLayersModel, LayerLike, LayersModelLike, LayerVariableLike } from './model';
+import { AttachOptions, CallHook, DenseMatrix, denseMatrices, isLayersModel, LayerLike, LayersModelLike, LayerVariableLike, variableOf } from './model';
 import { ConfigDict, NamedTensor, NamedTensorMap, tf, TfOptimizer, TfScalar, TfTensor, TfVariable } from './tf';
 import { packWeights, unpackWeights } from './weights';
 
@@ -122,10 +122,10 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
       if (owner && owner !== this && !owner.disposed) throw new Error(`${what}: layer '${d.layer.name}' is attached to another optimizer; dispose() that one first`);
     }
     const planned: Matrix[] = [];
-    for (const d of found) planned.push(this.planMatrix(what, d.kernel.read(), denseMatrixOptions(d), planned, d.layer));
+    for (const d of found) planned.push(this.planMatrix(what, variableOf(d.kernel), denseMatrixOptions(d), planned, d.layer));
     this.register(planned);
     this.models.push(model);
-    for (const w of modelWeightsOf(model)) this.modelWeights.add(w.read().name);
+    for (const w of modelWeightsOf(model)) this.modelWeights.add(variableOf(w).name);
     if (this.preconditioned) {
       for (const m of this.matrices) if (m.layer) this.hook(m);
     }
@@ -141,7 +141,7 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     this.checkRegistrationOpen(what);
     if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
     const isLayerVariable = variable !== null && typeof variable === 'object' && typeof (variable as LayerVariableLike).read === 'function' && 'originalName' in variable;
-    const v = isLayerVariable ? (variable as LayerVariableLike).read() : variable as TfVariable;
+    const v = isLayerVariable ? variableOf(variable as LayerVariableLike) : variable as TfVariable;
     if (!(v instanceof tf.Variable)) throw new TypeError(`${what}: expected a tf.Variable (or a layer's weight), got ${describe(variable)}`);
     const name = options.name ?? (isLayerVariable ? (variable as LayerVariableLike).originalName : v.name);
     this.register([this.planMatrix(what, v, { ...options, name, inputKey: options.inputKey ?? name }, [])]);
@@ -241,7 +241,7 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     let m: Matrix | undefined;
     if (typeof target === 'string') m = this.matrices.find((x) => x.name === target) ?? this.byVariable.get(target);
     else if (target instanceof tf.Variable) m = this.byVariable.get(target.name);
-    else if (target !== null && typeof target === 'object' && typeof (target as LayerVariableLike).read === 'function') m = this.byVariable.get((target as LayerVariableLike).read().name);
+    else if (target !== null && typeof target === 'object' && typeof (target as LayerVariableLike).read === 'function') m = this.byVariable.get(variableOf(target as LayerVariableLike).name);
     if (m) return m;
     const label = typeof target === 'string' ? `'${target}'` : target instanceof tf.Variable ? `variable '${target.name}'` : describe(target);
     throw new TypeError(`${what}: ${label} is not a matrix of this optimizer (matrices: ${this.matrices.map((x) => x.name).join(', ') || 'none'}); register it with attach(model) or addMatrix(variable)`);
@@ -371,6 +371,15 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     if (this.core) this.core.lr = value;
   }
 
+  /**
+   * True when the coming step refreshes the preconditioner (Newton-Muon), the only steps whose
+   * layer inputs are copied; a custom loop calls observeInput() then. Always false for Muon.
+   */
+  collectsStatistics(): boolean {
+    this.checkLive('collectsStatistics');
+    return this.preconditioned && this.matrices.length > 0 && this.build().collectsStatistics();
+  }
+
   /** Preconditioner factorisations that failed so far (Newton-Muon). */
   get failedRefreshes(): number {
     return this.core?.failedRefreshes ?? 0;
@@ -395,7 +404,7 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     this.checkLive('getWeights');
     this.releaseMadeTensors();
     const state = this.core ? await this.core.stateDict() : this.pendingState ?? await this.build().stateDict();
-    const { weights, made } = await packWeights({ ...state, step: this.iterations }, this.fallback);
+    const { weights, made } = await packWeights(state, this.fallback);
     this.madeForGetWeights = made;
     return weights;
   }

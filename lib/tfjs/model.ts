@@ -3,11 +3,16 @@
 // small slice of tfjs-layers' API it uses, so tfjs-layers is not a dependency.
 import type { TfTensor, TfVariable } from './tf';
 
-/** tfjs-layers' LayerVariable: a layer's weight (read() gives the engine's tf.Variable). */
+/** tfjs-layers' LayerVariable: a layer's weight (read() gives the engine's tf.Variable, typed as a Tensor). */
 export interface LayerVariableLike {
   readonly originalName: string;
   readonly trainable: boolean;
-  read(): TfVariable;
+  read(): TfTensor;
+}
+
+/** The engine variable behind a layer weight. */
+export function variableOf(weight: LayerVariableLike): TfVariable {
+  return weight.read() as TfVariable;
 }
 
 export type CallHook = (inputs: TfTensor | TfTensor[], kwargs: Record<string, unknown> | undefined) => void;

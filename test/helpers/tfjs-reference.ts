@@ -69,7 +69,7 @@ export class HandRun {
   readonly adam: tf.Optimizer;
 
   constructor(readonly model: tf.LayersModel, private readonly o: HandRunOptions) {
-    const dense = o.dense ?? model.layers.filter((l) => l.getClassName() === 'Dense').map((layer) => ({ layer }));
+    const dense: DenseRef[] = o.dense ?? model.layers.filter((l) => l.getClassName() === 'Dense').map((layer) => ({ layer }));
     this.matrices = dense.map(({ layer, inputKey }) => {
       const variable = (layer as unknown as { kernel: { read(): tf.Variable } }).kernel.read();
       const [inputs, outputs] = variable.shape;
