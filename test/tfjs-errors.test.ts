@@ -68,6 +68,13 @@ describe(`tfjs adapter: bad input (${device})`, () => {
     await expect(other.fit(x, y, { epochs: 1, verbose: 0 })).rejects.toThrow(
       /NewtonMuonOptimizer\.applyGradients: got a gradient for variable 'other_hidden\/kernel(_\d+)?', which is not a weight of the attached model 'mine'/);
     expect(snapshot(other)).toEqual(before);
+    // A variable of one's own next to the model is fine once declared.
+    const temperature = tf.variable(tf.scalar(1), true, 'temperature');
+    const loss = () => tf.mul(mse(y, mine.apply(x) as tf.Tensor), temperature) as tf.Scalar;
+    expect(() => optimizer.minimize(loss)).toThrow("got a gradient for variable 'temperature', which is not a weight of the attached model 'mine'");
+    optimizer.addFallbackVariables(temperature).minimize(loss);
+    expect(optimizer.iterations).toBe(1);
+    temperature.dispose();
     // addMatrix / observeInput with a variable that is not registered name it too.
     expect(() => optimizer.observeInput(kernel(other, 0), x)).toThrow(/NewtonMuonOptimizer\.observeInput: variable 'other_hidden\/kernel(_\d+)?' is not a matrix of this optimizer/);
     optimizer.dispose();

@@ -117,7 +117,7 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
     if (this.models.includes(model)) throw new Error(`${what}: model '${model.name}' is attached already`);
     const found = denseMatrices(model, options, what);
-    for (const d of found) {
+    for (const d of this.preconditioned ? found : []) {
       const owner = hookOwners.get(d.layer);
       if (owner && owner !== this && !owner.disposed) throw new Error(`${what}: layer '${d.layer.name}' is attached to another optimizer; dispose() that one first`);
     }
@@ -126,9 +126,8 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     this.register(planned);
     this.models.push(model);
     for (const w of modelWeightsOf(model)) this.modelWeights.add(variableOf(w).name);
-    if (this.preconditioned) {
-      for (const m of this.matrices) if (m.layer) this.hook(m);
-    }
+    // Muon needs no inputs: its layers keep their hook slot free.
+    if (this.preconditioned) for (const m of planned) this.hook(m);
     return this;
   }
 
@@ -145,6 +144,19 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     if (!(v instanceof tf.Variable)) throw new TypeError(`${what}: expected a tf.Variable (or a layer's weight), got ${describe(variable)}`);
     const name = options.name ?? (isLayerVariable ? (variable as LayerVariableLike).originalName : v.name);
     this.register([this.planMatrix(what, v, { ...options, name, inputKey: options.inputKey ?? name }, [])]);
+    return this;
+  }
+
+  /**
+   * Declares variables outside the attached model(s) that this optimizer may also be handed
+   * (they go to the fallback). Only needed after attach(), which otherwise refuses gradients of
+   * variables that are not the model's, so that compiling another model with it is caught.
+   */
+  addFallbackVariables(...variables: TfVariable[]): this {
+    const what = `${this.opName}.addFallbackVariables`;
+    this.checkLive(what);
+    for (const v of variables) if (!(v instanceof tf.Variable)) throw new TypeError(`${what}: expected tf.Variables, got ${describe(v)}`);
+    for (const v of variables) this.modelWeights.add(v.name);
     return this;
   }
 
@@ -275,7 +287,8 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
       if (!m) {
         if (this.models.length > 0 && !this.modelWeights.has(name)) {
           throw new Error(`${what}: got a gradient for variable '${name}', which is not a weight of the attached model ` +
-            `${this.models.map((x) => `'${x.name}'`).join(', ')} (attach(model) the model you train, or addMatrix() it); nothing was updated`);
+            `${this.models.map((x) => `'${x.name}'`).join(', ')} (attach(model) the model you train; addMatrix() or addFallbackVariables() ` +
+            'a variable of your own); nothing was updated');
         }
         rest.push({ name, tensor });
         continue;
