@@ -53,6 +53,13 @@ async function compareWithReference(reference: tf.LayersModel, after: Float32Arr
   return diffs;
 }
 
+/** model.fit over (x, y) in order, one epoch; the weights after each step (the callback only records). */
+async function fitRecording(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, batchSize: number): Promise<Float32Array[][]> {
+  const after: Float32Array[][] = [];
+  await model.fit(x, y, { batchSize, epochs: 1, shuffle: false, verbose: 0, callbacks: { onBatchEnd: async () => { after.push(snapshot(model)); } } });
+  return after;
+}
+
 const NM: NewtonMuonOptions = { lr: 0.02, refreshEvery: 2, weightDecay: 0.05 };
 
 describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => {
@@ -90,9 +97,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     const optimizer = new NewtonMuonOptimizer({ ...options, fallbackLr: FALLBACK_LR, device }).attach(model);
     model.compile({ optimizer, loss: 'meanSquaredError' });
     const { x, y } = data(seed, [72, 6], 4);
-    const after: Float32Array[][] = [];
-    // The callback only records the weights for the comparison; training needs none.
-    await model.fit(x, y, { batchSize: 8, epochs: 1, shuffle: false, verbose: 0, callbacks: { onBatchEnd: async () => { after.push(snapshot(model)); } } });
+    const after = await fitRecording(model, x, y, 8);
     expect(after).toHaveLength(9);
     expect(maxDiff(after[8], initial).diff).toBeGreaterThan(1e-3);
     const diffs = await compareWithReference(reference, after, x, y, 8, { kind: 'newton-muon', options, fallbackLr: FALLBACK_LR });
@@ -120,8 +125,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     const optimizer = new NewtonMuonOptimizer({ ...NM, fallbackLr: FALLBACK_LR, device }).attach(mine.model);
     mine.model.compile({ optimizer, loss: 'meanSquaredError' });
     const { x, y } = data(seed, [48, 5], 3);
-    const after: Float32Array[][] = [];
-    await mine.model.fit(x, y, { batchSize: 8, epochs: 1, shuffle: false, verbose: 0, callbacks: { onBatchEnd: async () => { after.push(snapshot(mine.model)); } } });
+    const after = await fitRecording(mine.model, x, y, 8);
     // a and b share their input's statistic: one K for the two of them, one for c.
     const names = (await optimizer.getWeights()).map((w) => w.name).filter((n) => n.startsWith('newton-muon/K/'));
     expect(names).toEqual(['newton-muon/K/a/kernel', 'newton-muon/K/c/kernel']);
@@ -150,8 +154,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     const optimizer = new NewtonMuonOptimizer({ ...NM, fallbackLr: FALLBACK_LR, device }).attach(model);
     model.compile({ optimizer, loss: 'meanSquaredError' });
     const { x, y } = data(seed, [24, 3, 5], 2);
-    const after: Float32Array[][] = [];
-    await model.fit(x, y, { batchSize: 4, epochs: 1, shuffle: false, verbose: 0, callbacks: { onBatchEnd: async () => { after.push(snapshot(model)); } } });
+    const after = await fitRecording(model, x, y, 4);
     const diffs = await compareWithReference(reference, after, x, y, 4, { kind: 'newton-muon', options: NM, fallbackLr: FALLBACK_LR });
     expect(diffs).toEqual(new Array(6).fill(0));
     optimizer.dispose();

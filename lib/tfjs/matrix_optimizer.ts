@@ -8,13 +8,13 @@
 // weights are read back (readSync) and assigned to the variables. Layer inputs are copied only
 // on the steps that refresh the preconditioner, from the Dense layers' call hooks.
 import { DeviceSpec, resolveDevice } from '../device';
-import { ArrayMatrix, ArrayMatrixOptimizer, ArrayOptimizerOptions } from '../optim/array_optimizer';
+import { ArrayMatrix, ArrayMatrixOptimizer, ArrayMuon, ArrayNewtonMuon, ArrayOptimizerOptions } from '../optim/array_optimizer';
 import { checkMatrixOptimizerOptions, MuonOptions, NewtonMuonOptions } from '../optim/matrix_optimizer';
 import { OptimizerState } from '../optim/state';
 import { positiveInt } from '../optim/hyperparams';
 import { describe } from '../shape';
 import { AttachOptions, CallHook, DenseMatrix, denseMatrices, isLayersModel, LayerLike, LayersModelLike, LayerVariableLike, variableOf } from './model';
-import { ConfigDict, NamedTensor, NamedTensorMap, tf, TfOptimizer, TfScalar, TfTensor, TfVariable } from './tf';
+import { ConfigDict, NamedTensor, NamedTensorMap, Serializable, SerializableConstructor, tf, TfOptimizer, TfScalar, TfTensor, TfVariable } from './tf';
 import { packWeights, unpackWeights } from './weights';
 
 export interface TfjsOptimizerOptions {
@@ -361,7 +361,9 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     return core;
   }
 
-  protected abstract createCore(matrices: ArrayMatrix[], options: NewtonMuonOptions & ArrayOptimizerOptions): ArrayMatrixOptimizer;
+  private createCore(matrices: ArrayMatrix[], options: NewtonMuonOptions & ArrayOptimizerOptions): ArrayMatrixOptimizer {
+    return this.preconditioned ? new ArrayNewtonMuon(matrices, options) : new ArrayMuon(matrices, options);
+  }
 
   private warningSink(): (message: string) => void {
     const sink = this.settings.onWarning ?? ((message: string) => console.warn(message));
@@ -446,10 +448,11 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     return config;
   }
 
-  /** Options for the constructor from a getConfig() dict (what tfjs's deserializer calls). */
-  protected static optionsFromConfig(config: ConfigDict): NewtonMuonOptimizerOptions {
+  /** The optimizer a getConfig() dict describes (what tfjs's deserializer calls, on the subclass). */
+  static override fromConfig<T extends Serializable>(cls: SerializableConstructor<T>, config: ConfigDict): T {
     const { fallback, device, ...rest } = config as Record<string, unknown>;
-    return { ...(rest as unknown as NewtonMuonOptions), device: device as DeviceSpec, fallback: deserializeOptimizer(fallback) };
+    const options: NewtonMuonOptimizerOptions = { ...(rest as unknown as NewtonMuonOptions), device: device as DeviceSpec, fallback: deserializeOptimizer(fallback) };
+    return new (cls as unknown as new (o: NewtonMuonOptimizerOptions) => T)(options);
   }
 
   /**

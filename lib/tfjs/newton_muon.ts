@@ -1,8 +1,6 @@
-// NewtonMuonOptimizer: Newton-Muon as a tf.Optimizer (see matrix_optimizer.ts for how a step runs).
-import { ArrayMatrix, ArrayNewtonMuon, ArrayOptimizerOptions } from '../optim/array_optimizer';
-import { NewtonMuonOptions } from '../optim/matrix_optimizer';
+// NewtonMuonOptimizer: Newton-Muon as a tf.Optimizer (matrix_optimizer.ts has how a step runs).
 import { NewtonMuonOptimizerOptions, TfjsMatrixOptimizer } from './matrix_optimizer';
-import { ConfigDict, Serializable, SerializableConstructor, tf } from './tf';
+import { tf } from './tf';
 
 export class NewtonMuonOptimizer extends TfjsMatrixOptimizer {
   /** The name tfjs's serialization registry (and saved models) know it by. */
@@ -10,14 +8,6 @@ export class NewtonMuonOptimizer extends TfjsMatrixOptimizer {
 
   constructor(options: NewtonMuonOptimizerOptions) {
     super(NewtonMuonOptimizer.className, true, options);
-  }
-
-  protected createCore(matrices: ArrayMatrix[], options: NewtonMuonOptions & ArrayOptimizerOptions): ArrayNewtonMuon {
-    return new ArrayNewtonMuon(matrices, options);
-  }
-
-  static override fromConfig<T extends Serializable>(cls: SerializableConstructor<T>, config: ConfigDict): T {
-    return new (cls as unknown as new (options: NewtonMuonOptimizerOptions) => T)(TfjsMatrixOptimizer.optionsFromConfig(config));
   }
 }
 
