@@ -3,7 +3,8 @@
 // a plain tfjs Adam), step by step, on every weight: the difference is exactly 0 (same ops on
 // the same data; the transposes are exact). Covered: model.fit and custom loops (minimize,
 // applyGradients), square and non-square layers, two layers sharing an input, 3-D inputs
-// [B, T, d], Muon, weight decay, several refreshes.
+// [B, T, d], attach options (picked layers, rowBlocks, inputBlocks), Muon, weight decay, several
+// refreshes.
 import { MuonOptimizer, NewtonMuonOptimizer } from '../lib/tfjs';
 import type { NewtonMuonOptions } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
@@ -157,6 +158,31 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     const after = await fitRecording(model, x, y, 4);
     const diffs = await compareWithReference(reference, after, x, y, 4, { kind: 'newton-muon', options: NM, fallbackLr: FALLBACK_LR });
     expect(diffs).toEqual(new Array(6).fill(0));
+    optimizer.dispose();
+    tf.dispose([x, y]);
+    model.dispose();
+    reference.dispose();
+  });
+
+  test('attach options: picked layers (the other kernel goes to Adam), rowBlocks and inputBlocks', async () => {
+    const seed = freshSeed();
+    const model = mlp(seed, [8], [12, 6, 3]);
+    const reference = await twin(model);
+    const [first, second] = model.layers.map((l) => l.name);
+    const optimizer = new NewtonMuonOptimizer({ ...NM, fallbackLr: FALLBACK_LR, device }).attach(model, {
+      layers: [first, second],
+      matrixOptions: { [first]: { rowBlocks: 3 }, [second]: { inputBlocks: 2, rowBlocks: 2 } },
+    });
+    expect(optimizer.matrixNames).toEqual([`${first}/kernel`, `${second}/kernel`]);
+    model.compile({ optimizer, loss: 'meanSquaredError' });
+    const { x, y } = data(seed, [40, 8], 3);
+    const after = await fitRecording(model, x, y, 8);
+    const [rf, rs] = reference.layers;
+    const diffs = await compareWithReference(reference, after, x, y, 8, {
+      kind: 'newton-muon', options: NM, fallbackLr: FALLBACK_LR,
+      dense: [{ layer: rf, rowBlocks: 3 }, { layer: rs, inputBlocks: 2, rowBlocks: 2 }],
+    });
+    expect(diffs).toEqual(new Array(5).fill(0));
     optimizer.dispose();
     tf.dispose([x, y]);
     model.dispose();

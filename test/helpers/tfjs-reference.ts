@@ -29,6 +29,8 @@ export interface DenseRef {
   layer: tf.layers.Layer;
   /** Matrices with the same key share one statistic. */
   inputKey?: string;
+  rowBlocks?: number;
+  inputBlocks?: number;
 }
 
 /** Each Dense layer's input for x, computed layer by layer (a Sequential of plain layers). */
@@ -60,6 +62,8 @@ interface HandMatrix {
   param: Tensor;
   grad: Tensor;
   key: string;
+  rowBlocks?: number;
+  inputBlocks?: number;
 }
 
 /** Trains `model` (a twin of the model under test) one batch at a time, by hand. */
@@ -70,16 +74,18 @@ export class HandRun {
 
   constructor(readonly model: tf.LayersModel, private readonly o: HandRunOptions) {
     const dense: DenseRef[] = o.dense ?? model.layers.filter((l) => l.getClassName() === 'Dense').map((layer) => ({ layer }));
-    this.matrices = dense.map(({ layer, inputKey }) => {
+    this.matrices = dense.map(({ layer, inputKey, rowBlocks, inputBlocks }) => {
       const variable = (layer as unknown as { kernel: { read(): tf.Variable } }).kernel.read();
       const [inputs, outputs] = variable.shape;
       return {
-        layer, variable, inputs, outputs, key: inputKey ?? variable.name,
+        layer, variable, inputs, outputs, key: inputKey ?? variable.name, rowBlocks, inputBlocks,
         param: tensor(transposeHost(variable.dataSync(), inputs, outputs), [outputs, inputs], { device: TEST_DEVICE }),
         grad: tensor(new Float32Array(inputs * outputs), [outputs, inputs], { device: TEST_DEVICE }),
       };
     });
-    const params: MatrixParam[] = this.matrices.map((m) => ({ param: m.param, grad: m.grad, name: m.variable.name, inputKey: m.key }));
+    const params: MatrixParam[] = this.matrices.map((m) => ({
+      param: m.param, grad: m.grad, name: m.variable.name, inputKey: m.key, rowBlocks: m.rowBlocks, inputBlocks: m.inputBlocks,
+    }));
     this.optimizer = o.kind === 'muon' ? new Muon(params, o.options) : new NewtonMuon(params, { ...o.options, onWarning: () => {} });
     this.adam = tf.train.adam(o.fallbackLr);
   }
