@@ -400,6 +400,11 @@ export abstract class TfjsMatrixOptimizer extends tf.Optimizer {
     return this.core?.failedRefreshes ?? 0;
   }
 
+  /** Waits for the factorisation reports of earlier refresh steps (failedRefreshes is then current). */
+  async flushReports(): Promise<void> {
+    await this.core?.flushReports();
+  }
+
   /** The fallback optimizer that steps every variable that is not a matrix. */
   get fallbackOptimizer(): TfOptimizer {
     return this.fallback;
