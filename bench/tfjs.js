@@ -4,6 +4,7 @@
 // NewtonMuon.step on device tensors alone (no copies): the difference is what the adapter adds.
 // tfjs runs its pure-JS CPU backend.
 'use strict';
+const os = require('os');
 const nm = require('..');
 
 function loadTf() {
@@ -18,9 +19,9 @@ function loadTf() {
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
-function median(values) {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+/** The fastest of several runs: the least disturbed by other work on the machine. */
+function best(values) {
+  return Math.min(...values);
 }
 
 function mlp(tf, widths) {
@@ -32,80 +33,85 @@ function mlp(tf, widths) {
   });
 }
 
-/** Median ms of applyGradients(grads) on steps that refresh (refresh) or not. */
-function timeApply(tf, optimizer, model, x, y, steps, refresh) {
-  const times = [];
-  for (let i = 0; i < steps; i++) {
-    const collects = optimizer.collectsStatistics?.() ?? false;
-    const { value, grads } = tf.variableGrads(() => tf.losses.meanSquaredError(y, model.apply(x, { training: true })));
-    const start = now();
-    optimizer.applyGradients(grads);
-    const ms = now() - start;
-    if (collects === refresh) times.push(ms);
-    tf.dispose([value, grads]);
-  }
-  return median(times);
-}
-
-/** Median ms of NewtonMuon.step on device tensors of the same shapes (nothing copied). */
-async function timeCore(device, widths, steps) {
+/** A NewtonMuon on device tensors of the model's shapes ([out, in]); one step, timed, per call. */
+function coreStepper(device, widths) {
   const params = widths.slice(1).map((units, i) => ({
     name: `w${i}`,
     param: nm.randn([units, widths[i]], { seed: 2 * i, std: 0.05, device }),
     grad: nm.randn([units, widths[i]], { seed: 2 * i + 1, std: 1e-3, device }),
   }));
   const opt = new nm.NewtonMuon(params, { lr: 1e-3, refreshEvery: 1e9 });
-  const times = [];
-  for (let i = 0; i < steps; i++) {
-    const start = now();
-    await opt.step();
-    await nm.synchronize(device);
-    times.push(now() - start);
-  }
-  opt.dispose();
-  for (const p of params) { p.param.dispose(); p.grad.dispose(); }
-  return median(times);
+  return {
+    async time() {
+      const start = now();
+      opt.stepSync();
+      await nm.synchronize(device);
+      return now() - start;
+    },
+    dispose() {
+      opt.dispose();
+      for (const p of params) { p.param.dispose(); p.grad.dispose(); }
+    },
+  };
 }
 
 async function benchTfjs({ quick }) {
   const tf = loadTf();
   if (!tf) return 'Not measured: @tensorflow/tfjs is not installed (it is a devDependency: `npm install`).';
   const { NewtonMuonOptimizer, MuonOptimizer } = require('newton-muon/tfjs');
-  const steps = quick ? 4 : 24;
+  const steps = quick ? 4 : 16;
+  const loadBefore = os.loadavg()[0];
   const devices = nm.devices().filter((d) => d.available).map((d) => d.name);
-  const models = [[[784, 128, 10], 100], [[1024, 1024, 1024, 10], 256]];
+  const models = [[[784, 128, 10], 100], [[512, 512, 512, 10], 128]];
   const rows = [];
   for (const device of devices) {
     for (const [widths, batch] of models) {
       const x = tf.randomNormal([batch, widths[0]], 0, 1, 'float32', 1);
       const y = tf.randomNormal([batch, widths[widths.length - 1]], 0, 1, 'float32', 2);
-      const run = (make, refresh) => {
+      // Each optimizer trains its own copy of the model; the steps are interleaved (one step of
+      // each in turn) so that all of them see the same machine load.
+      const contenders = [
+        ['adam', () => tf.train.adam(1e-3)],
+        ['muon', (m) => new MuonOptimizer({ lr: 1e-3, device }).attach(m)],
+        ['newton-muon', (m) => new NewtonMuonOptimizer({ lr: 1e-3, refreshEvery: 1e9, device }).attach(m)],
+        ['refresh', (m) => new NewtonMuonOptimizer({ lr: 1e-3, refreshEvery: 1, device }).attach(m)],
+      ].map(([name, make]) => {
         const model = mlp(tf, widths);
-        const optimizer = make(model);
-        const ms = timeApply(tf, optimizer, model, x, y, refresh ? 4 * steps : steps, refresh);
-        optimizer.dispose();
-        model.dispose();
-        return ms;
-      };
-      const adam = run(() => tf.train.adam(1e-3), false);
-      const muon = run((m) => new MuonOptimizer({ lr: 1e-3, device }).attach(m), false);
-      const newtonMuon = run((m) => new NewtonMuonOptimizer({ lr: 1e-3, refreshEvery: 1e9, device }).attach(m), false);
-      const refresh = run((m) => new NewtonMuonOptimizer({ lr: 1e-3, refreshEvery: 4, device }).attach(m), true);
-      const core = await timeCore(device, widths, steps);
+        return { name, model, optimizer: make(model), times: [] };
+      });
+      const core = coreStepper(device, widths);
+      const coreTimes = [];
+      for (let i = 0; i < steps; i++) {
+        for (const c of contenders) {
+          // (refresh: refreshEvery 1, so every step refreshes; its inputs are copied in this forward.)
+          const { value, grads } = c.optimizer.computeGradients(() => tf.losses.meanSquaredError(y, c.model.apply(x, { training: true })));
+          const start = now();
+          c.optimizer.applyGradients(grads);
+          c.times.push(now() - start);
+          tf.dispose([value, grads]);
+        }
+        coreTimes.push(await core.time());
+      }
+      const [adam, muon, newtonMuon, refresh] = contenders.map((c) => best(c.times));
+      const coreMs = best(coreTimes);
+      for (const c of contenders) { c.optimizer.dispose(); c.model.dispose(); }
+      core.dispose();
       const label = `${widths.join('-')}, batch ${batch}`;
-      rows.push(`| ${device} | ${label} | ${adam.toFixed(2)} | ${muon.toFixed(2)} | ${newtonMuon.toFixed(2)} | ${refresh.toFixed(2)} | ${core.toFixed(2)} |`);
-      console.log(`tfjs ${device} ${label}: adam ${adam.toFixed(2)} muon ${muon.toFixed(2)} newton-muon ${newtonMuon.toFixed(2)} refresh ${refresh.toFixed(2)} core ${core.toFixed(2)} ms`);
+      rows.push(`| ${device} | ${label} | ${adam.toFixed(2)} | ${muon.toFixed(2)} | ${newtonMuon.toFixed(2)} | ${refresh.toFixed(2)} | ${coreMs.toFixed(2)} |`);
+      console.log(`tfjs ${device} ${label}: adam ${adam.toFixed(2)} muon ${muon.toFixed(2)} newton-muon ${newtonMuon.toFixed(2)} refresh ${refresh.toFixed(2)} core ${coreMs.toFixed(2)} ms`);
       tf.dispose([x, y]);
     }
   }
   return [
-    `## TensorFlow.js adapter: applyGradients per step (ms, median; tfjs ${tf.version.tfjs}, ${tf.getBackend()} backend)`,
+    `## TensorFlow.js adapter: applyGradients per step (ms, best of ${steps}; tfjs ${tf.version.tfjs}, ${tf.getBackend()} backend)`,
     '',
-    'Same gradients (an MLP of Dense layers, MSE loss) handed to each optimizer. "refresh": a Newton-Muon step that',
-    'refreshes the preconditioner; its layer inputs were copied during the forward (not counted here).',
+    'Gradients of an MLP of Dense layers (MSE loss) handed to each optimizer, steps interleaved. "refresh": a',
+    'Newton-Muon step that refreshes the preconditioner; its layer inputs were copied during the forward (not counted here).',
     '"NewtonMuon.step alone": our optimizer on device tensors of the same shapes, nothing copied; the rest of a',
     'Newton-Muon column is the adapter (gradients read and transposed, weights uploaded, read back with readSync,',
     'transposed and assigned).',
+    `Load average (1 min) on this ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} before the run, ` +
+      `${os.loadavg()[0].toFixed(1)} after it (other jobs running at the same time make single timings noisy).`,
     '',
     '| device | model | tfjs Adam | MuonOptimizer | NewtonMuonOptimizer | NewtonMuonOptimizer refresh | NewtonMuon.step alone |',
     '|---|---|---|---|---|---|---|',
