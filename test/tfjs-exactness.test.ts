@@ -54,6 +54,11 @@ async function compareWithReference(reference: tf.LayersModel, after: Float32Arr
   return diffs;
 }
 
+/** Frees what a test made (optimizers, models, tensors). */
+function release(...things: { dispose(): void }[]): void {
+  for (const t of things) t.dispose();
+}
+
 /** model.fit over (x, y) in order, one epoch; the weights after each step (the callback only records). */
 async function fitRecording(model: tf.LayersModel, x: tf.Tensor, y: tf.Tensor, batchSize: number): Promise<Float32Array[][]> {
   const after: Float32Array[][] = [];
@@ -83,10 +88,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     expect(diffs).toEqual(new Array(8).fill(0));
     // The weights moved (the comparison is not of two untouched models).
     expect(maxDiff(after[7], initial).diff).toBeGreaterThan(1e-3);
-    optimizer.dispose();
-    tf.dispose([x, y]);
-    model.dispose();
-    reference.dispose();
+    release(optimizer, model, reference, x, y);
   });
 
   test('model.fit (no callbacks needed): 9 steps, 3 refreshes', async () => {
@@ -103,10 +105,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     expect(maxDiff(after[8], initial).diff).toBeGreaterThan(1e-3);
     const diffs = await compareWithReference(reference, after, x, y, 8, { kind: 'newton-muon', options, fallbackLr: FALLBACK_LR });
     expect(diffs).toEqual(new Array(9).fill(0));
-    optimizer.dispose();
-    tf.dispose([x, y]);
-    model.dispose();
-    reference.dispose();
+    release(optimizer, model, reference, x, y);
   });
 
   test('model.fit on a functional model whose two Dense layers read the same input (one statistic)', async () => {
@@ -142,10 +141,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
       dense: [{ layer: ref.a, inputKey: 'shared' }, { layer: ref.b, inputKey: 'shared' }, { layer: ref.c }],
     });
     expect(diffs).toEqual(new Array(6).fill(0));
-    optimizer.dispose();
-    tf.dispose([x, y]);
-    mine.model.dispose();
-    ref.model.dispose();
+    release(optimizer, mine.model, ref.model, x, y);
   });
 
   test('model.fit with 3-D inputs [B, T, d] (tokens = B * T)', async () => {
@@ -158,10 +154,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     const after = await fitRecording(model, x, y, 4);
     const diffs = await compareWithReference(reference, after, x, y, 4, { kind: 'newton-muon', options: NM, fallbackLr: FALLBACK_LR });
     expect(diffs).toEqual(new Array(6).fill(0));
-    optimizer.dispose();
-    tf.dispose([x, y]);
-    model.dispose();
-    reference.dispose();
+    release(optimizer, model, reference, x, y);
   });
 
   test('attach options: picked layers (the other kernel goes to Adam), rowBlocks and inputBlocks', async () => {
@@ -183,10 +176,7 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
       dense: [{ layer: rf, rowBlocks: 3 }, { layer: rs, inputBlocks: 2, rowBlocks: 2 }],
     });
     expect(diffs).toEqual(new Array(5).fill(0));
-    optimizer.dispose();
-    tf.dispose([x, y]);
-    model.dispose();
-    reference.dispose();
+    release(optimizer, model, reference, x, y);
   });
 
   test('Muon: a custom loop with computeGradients + applyGradients, weight decay', async () => {
@@ -207,9 +197,6 @@ describe(`tfjs adapter equals NewtonMuon / Muon run by hand (${device})`, () => 
     }
     const diffs = await compareWithReference(reference, after, x, y, 8, { kind: 'muon', options, fallbackLr: FALLBACK_LR });
     expect(diffs).toEqual(new Array(5).fill(0));
-    optimizer.dispose();
-    tf.dispose([x, y]);
-    model.dispose();
-    reference.dispose();
+    release(optimizer, model, reference, x, y);
   });
 });
