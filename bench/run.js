@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --no-write] [-- --only=gemm|optim|gpt2|gpt2-memory|dist]`: runs the benchmarks and
+// `npm run bench [-- --quick] [-- --no-write] [-- --only=gemm|optim|gpt2|gpt2-memory|dist|tfjs]`: runs the benchmarks and
 // writes docs/BENCHMARKS.md (quick runs, for smoke-testing the scripts, never write).
 'use strict';
 const { benchDist } = require('./dist');
 const { benchGemm } = require('./gemm');
 const { benchGpt2, benchGpt2Memory } = require('./gpt2');
 const { benchOptim } = require('./optim');
+const { benchTfjs } = require('./tfjs');
 const { machine, writeSection } = require('./report');
 
 async function main() {
@@ -14,7 +15,7 @@ async function main() {
   const where = machine();
   console.log(`bench on ${where}`);
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-  const sections = { gemm: benchGemm, optim: benchOptim, gpt2: benchGpt2, 'gpt2-memory': benchGpt2Memory, dist: benchDist };
+  const sections = { gemm: benchGemm, optim: benchOptim, gpt2: benchGpt2, 'gpt2-memory': benchGpt2Memory, dist: benchDist, tfjs: benchTfjs };
   for (const [name, run] of Object.entries(sections)) {
     if (only && only !== name) continue;
     const body = await run({ quick });

@@ -61,6 +61,8 @@ export interface NativeAddon {
   free(buffer: BufferHandle): void;
   upload(dst: BufferHandle, byteOffset: number, data: ArrayBufferView): void;
   download(src: BufferHandle, byteOffset: number, bytes: number): Promise<ArrayBuffer>;
+  /** The same stream-ordered copy, waited for on the calling thread (blocks the event loop). */
+  downloadSync(src: BufferHandle, byteOffset: number, bytes: number): ArrayBuffer;
   synchronize(device: string): Promise<void>;
   copy(dst: BufferHandle, dstOffset: number, src: BufferHandle, srcOffset: number, bytes: number): void;
   copyRows(dst: BufferHandle, dstOffset: number, dstStride: number, src: BufferHandle, srcOffset: number,

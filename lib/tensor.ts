@@ -75,12 +75,18 @@ export class Tensor {
    */
   async read(): Promise<ReadArray<this['dtype']>> {
     const bytes = await native.download(this.handle('read'), this.byteOffset, this.byteLength);
-    switch (this.dtype) {
-      case 'f32': return new Float32Array(bytes) as ReadArray<this['dtype']>;
-      case 'bf16': return fromBf16Array(new Uint16Array(bytes)) as ReadArray<this['dtype']>;
-      case 'i32': return new Int32Array(bytes) as ReadArray<this['dtype']>;
-      case 'u16': return new Uint16Array(bytes) as ReadArray<this['dtype']>;
-    }
+    return decodeRead(this.dtype, bytes) as ReadArray<this['dtype']>;
+  }
+
+  /**
+   * read(), but waiting on the calling thread: it BLOCKS Node's event loop (timers, I/O, other
+   * promises) until every op enqueued before it has run on this tensor's device, like tfjs's
+   * dataSync(). For interop code that cannot await (a tf.Optimizer's applyGradients); use
+   * `await read()` everywhere else. Same copy, same values as read().
+   */
+  readSync(): ReadArray<this['dtype']> {
+    const bytes = native.downloadSync(this.handle('readSync'), this.byteOffset, this.byteLength);
+    return decodeRead(this.dtype, bytes) as ReadArray<this['dtype']>;
   }
 
   /** The stored bits: bf16 as Uint16Array, every other dtype as read() gives it. */
@@ -140,6 +146,16 @@ export class Tensor {
 
   toString(): string {
     return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device})`;
+  }
+}
+
+/** Host bytes of a read as the dtype's read() array. */
+function decodeRead(dtype: Dtype, bytes: ArrayBuffer): Float32Array | Int32Array | Uint16Array {
+  switch (dtype) {
+    case 'f32': return new Float32Array(bytes);
+    case 'bf16': return fromBf16Array(new Uint16Array(bytes));
+    case 'i32': return new Int32Array(bytes);
+    case 'u16': return new Uint16Array(bytes);
   }
 }
 

@@ -7,7 +7,8 @@
 #      cc, gcc, g++, make, python3) and npm_config_nodedir pointing at nothing, so any attempt to
 #      build from source fails loudly instead of passing by accident.
 #   3. From that folder: require('newton-muon') and a tensor round trip, the typings compile,
-#      devices() explains CUDA, `npx newton-muon-train --help` and the default job.
+#      devices() explains CUDA, `newton-muon/tfjs` with @tensorflow/tfjs installed next to it,
+#      `npx newton-muon-train --help` and the default job.
 #
 # Needs prebuilds/linux-x64/ (npm run prebuild). NM_KEEP_PACKAGE_TEST=1 keeps the temp folder.
 set -euo pipefail
@@ -219,6 +220,85 @@ if (cd "$APP" && node "$REPO_ROOT/node_modules/typescript/bin/tsc" --noEmit --st
 else
   sed 's/^/  /' "$WORK/tsc.log"
   fail "the shipped typings do not compile"
+fi
+
+# The TensorFlow.js adapter: `newton-muon/tfjs` with @tensorflow/tfjs (an optional peer
+# dependency, so the install above did not bring it) installed next to the package.
+echo "== newton-muon/tfjs next to @tensorflow/tfjs"
+if run_clean "$APP" node -e "require('newton-muon/tfjs')" > "$WORK/tfjs-missing.log" 2>&1; then
+  fail "require('newton-muon/tfjs') worked without TensorFlow.js installed"
+elif grep -q 'newton-muon/tfjs needs TensorFlow.js: `npm install @tensorflow/tfjs`' "$WORK/tfjs-missing.log"; then
+  pass "without @tensorflow/tfjs, require('newton-muon/tfjs') says what to install"
+else
+  sed 's/^/  /' "$WORK/tfjs-missing.log"
+  fail "require('newton-muon/tfjs') without TensorFlow.js: unexpected error"
+fi
+TFJS_VERSION="$(node -p "require('$REPO_ROOT/node_modules/@tensorflow/tfjs/package.json').version")"
+if run_clean "$APP" npm install --prefer-offline --no-save "@tensorflow/tfjs@$TFJS_VERSION" > "$WORK/tfjs-install.log" 2>&1; then
+  pass "npm install @tensorflow/tfjs@$TFJS_VERSION next to the package"
+else
+  tail -n 30 "$WORK/tfjs-install.log" | sed 's/^/  /'
+  fail "npm install @tensorflow/tfjs@$TFJS_VERSION"
+fi
+cat > "$APP/tfjs.js" <<'JS'
+const assert = require('assert');
+const tf = require('@tensorflow/tfjs');
+const { NewtonMuonOptimizer } = require('newton-muon/tfjs');
+const { memoryStats } = require('newton-muon');
+(async () => {
+  const model = tf.sequential({ layers: [
+    tf.layers.dense({ units: 16, inputShape: [6], activation: 'tanh', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+    tf.layers.dense({ units: 2, kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+  ] });
+  const optimizer = new NewtonMuonOptimizer({ lr: 0.01, refreshEvery: 2, device: 'cpu' }).attach(model);
+  model.compile({ optimizer, loss: 'meanSquaredError' });
+  const x = tf.randomNormal([32, 6], 0, 1, 'float32', 3);
+  const y = tf.tanh(tf.matMul(x, tf.randomNormal([6, 2], 0, 1, 'float32', 4)));
+  const before = model.getWeights()[0].dataSync().slice();
+  const history = await model.fit(x, y, { batchSize: 8, epochs: 5, verbose: 0 });
+  const losses = history.history.loss;
+  assert.strictEqual(optimizer.iterations, 20);
+  assert.ok(losses.every(Number.isFinite) && losses[4] < losses[0], `losses ${losses}`);
+  assert.notDeepStrictEqual(Array.from(model.getWeights()[0].dataSync()), Array.from(before));
+  let saved;
+  await model.save(tf.io.withSaveHandler(async (a) => { saved = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }), { includeOptimizer: true });
+  const loaded = await tf.loadLayersModel(tf.io.fromMemory(saved));
+  assert.ok(loaded.optimizer instanceof NewtonMuonOptimizer);
+  assert.strictEqual(loaded.optimizer.iterations, 20);
+  loaded.optimizer.attach(loaded);
+  await loaded.fit(x, y, { batchSize: 8, epochs: 1, verbose: 0 });
+  for (const o of [optimizer, loaded.optimizer]) {
+    await o.flushReports();
+    o.dispose();
+  }
+  console.log(`tfjs ${tf.version.tfjs} (${tf.getBackend()}): loss ${losses[0].toFixed(4)} -> ${losses[4].toFixed(4)} in 20 steps; saved, loaded, resumed; cpu bytes live after dispose ${memoryStats().cpu.bytes}`);
+  console.log('tfjs ok');
+})().catch((e) => { console.error(e); process.exit(1); });
+JS
+if run_clean "$APP" node tfjs.js > "$WORK/tfjs.log" 2>&1 && grep -q '^tfjs ok$' "$WORK/tfjs.log"; then
+  pass "newton-muon/tfjs: NewtonMuonOptimizer trains a tfjs model through model.fit, saves, loads and resumes"
+else
+  fail "newton-muon/tfjs with @tensorflow/tfjs"
+fi
+grep -v -e '^$' -e '=====' -e 'Hi, looks like' "$WORK/tfjs.log" | sed 's/^/  /'
+cat > "$APP/tfjs-typings.ts" <<'TS'
+import * as tf from '@tensorflow/tfjs';
+import { MuonOptimizer, NewtonMuonOptimizer, type NewtonMuonOptimizerOptions } from 'newton-muon/tfjs';
+import { ArrayNewtonMuon } from 'newton-muon';
+const options: NewtonMuonOptimizerOptions = { lr: 0.01, fallback: tf.train.adam(1e-3), device: 'auto' };
+const model = tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [3] })] });
+const optimizer: tf.Optimizer = new NewtonMuonOptimizer(options).attach(model, { layers: [model.layers[0].name] });
+export const muon: tf.Optimizer = new MuonOptimizer({ lr: 0.02 });
+export const plain = new ArrayNewtonMuon([{ weight: new Float32Array(6), shape: [2, 3] }], { lr: 0.01 });
+model.compile({ optimizer, loss: 'meanSquaredError' });
+TS
+if (cd "$APP" && node "$REPO_ROOT/node_modules/typescript/bin/tsc" --noEmit --strict --skipLibCheck true \
+      --types node --typeRoots "$REPO_ROOT/node_modules/@types" --module commonjs --target es2022 \
+      --lib es2022,dom,esnext.disposable tfjs-typings.ts) > "$WORK/tsc-tfjs.log" 2>&1; then
+  pass "the newton-muon/tfjs typings compile against @tensorflow/tfjs (tsc --strict, node10 resolution)"
+else
+  sed 's/^/  /' "$WORK/tsc-tfjs.log"
+  fail "the newton-muon/tfjs typings do not compile"
 fi
 
 echo "== npx newton-muon-train"

@@ -1,6 +1,8 @@
 // The only waiting the addon does: reading a buffer back (download) and synchronize(). The
 // copy and the fence are enqueued on the main thread, so they keep their place in the stream;
 // only the wait runs on a libuv worker thread, so Node's event loop is never blocked.
+// downloadSync is the one exception, for interop code that cannot await (Tensor.readSync()):
+// the same stream-ordered copy and fence, waited for on the main thread.
 #include "async_bindings.h"
 
 #include <cstring>
@@ -63,12 +65,21 @@ nm_fence* record_fence(Napi::Env env, DeviceSlot& device) {
   return fence;
 }
 
-// download(buffer, byteOffset, bytes) -> Promise<ArrayBuffer>
-Napi::Value Download(const Napi::CallbackInfo& info) {
+// A device->host copy enqueued on the device's stream, then a fence behind it: once the fence
+// has been waited for, staging holds the bytes. Owns staging and fence until handed on.
+struct PendingDownload {
+  DeviceSlot* device;
+  void* staging;
+  nm_fence* fence;
+  int64_t bytes;
+};
+
+// Reads (buffer, byteOffset, bytes) from info and enqueues the copy and its fence.
+PendingDownload enqueue_download(const Napi::CallbackInfo& info, const char* op) {
   Napi::Env env = info.Env();
-  BufferHandle& src = buffer_arg(info[0], "download");
-  const int64_t bytes = int_arg(info, 2, "download", "bytes");
-  void* s = buffer_range(src, int_arg(info, 1, "download", "byteOffset"), bytes, "download");
+  BufferHandle& src = buffer_arg(info[0], op);
+  const int64_t bytes = int_arg(info, 2, op, "bytes");
+  void* s = buffer_range(src, int_arg(info, 1, op, "byteOffset"), bytes, op);
   DeviceSlot& device = *src.device;
   void* staging = nullptr;
   check_status(env, device, device.ops->host_alloc(device.backend, static_cast<size_t>(bytes), &staging));
@@ -84,10 +95,36 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
     device.ops->host_free(device.backend, staging);
     check_status(env, device, status);
   }
-  auto* waiter = new FenceWaiter(env, device, fence, staging, bytes);
+  return {&device, staging, fence, bytes};
+}
+
+// download(buffer, byteOffset, bytes) -> Promise<ArrayBuffer>
+Napi::Value Download(const Napi::CallbackInfo& info) {
+  const PendingDownload d = enqueue_download(info, "download");
+  auto* waiter = new FenceWaiter(info.Env(), *d.device, d.fence, d.staging, d.bytes);
   Napi::Promise promise = waiter->promise();
   waiter->Queue();
   return promise;
+}
+
+// downloadSync(buffer, byteOffset, bytes) -> ArrayBuffer. Blocks the calling (main) thread until
+// every op enqueued before it has run on the buffer's device.
+Napi::Value DownloadSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const PendingDownload d = enqueue_download(info, "downloadSync");
+  DeviceSlot& device = *d.device;
+  const nm_status status = device.ops->fence_wait(device.backend, d.fence);
+  device.ops->fence_destroy(device.backend, d.fence);
+  // The copy has run (or the device failed): staging is released on every path from here.
+  struct StagingRelease {
+    DeviceSlot& device;
+    void* staging;
+    ~StagingRelease() { device.ops->host_free(device.backend, staging); }
+  } release{device, d.staging};
+  check_status(env, device, status);
+  auto out = Napi::ArrayBuffer::New(env, static_cast<size_t>(d.bytes));
+  if (d.bytes > 0) std::memcpy(out.Data(), d.staging, static_cast<size_t>(d.bytes));
+  return out;
 }
 
 // synchronize(device) -> Promise<void>
@@ -104,6 +141,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 
 void register_async_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("download", Napi::Function::New(env, Download, "download"));
+  exports.Set("downloadSync", Napi::Function::New(env, DownloadSync, "downloadSync"));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
 }
 

@@ -6,21 +6,42 @@ import { dtypeCode } from '../dtype';
 import { native } from '../native';
 import { empty, Tensor } from '../tensor';
 
-export async function assertGradientsFinite(op: string, grads: readonly { name: string; grad: Tensor }[]): Promise<void> {
+type Grads = readonly { name: string; grad: Tensor }[];
+
+export async function assertGradientsFinite(op: string, grads: Grads): Promise<void> {
   if (grads.length === 0) return;
-  const sums = empty([grads.length], { dtype: 'f32', device: grads[0].grad.device });
+  const sums = enqueueSums(op, grads);
   try {
-    grads.forEach(({ grad }, i) => {
-      native.reduce(sums.handle(op), sums.byteOffset + 4 * i, grad.handle(op), grad.byteOffset, dtypeCode(grad.dtype), grad.numel, false);
-    });
-    const host = await sums.read();
-    grads.forEach(({ name }, i) => {
-      if (!Number.isFinite(host[i])) {
-        throw new Error(`${op}: the gradient of '${name}' is not finite (it contains NaN or Inf: its sum is ${host[i]}); ` +
-          'no parameter was updated');
-      }
-    });
+    checkSums(op, grads, await sums.read());
   } finally {
     sums.dispose();
   }
+}
+
+/** The same check, waiting on the calling thread (for stepSync()). */
+export function assertGradientsFiniteSync(op: string, grads: Grads): void {
+  if (grads.length === 0) return;
+  const sums = enqueueSums(op, grads);
+  try {
+    checkSums(op, grads, sums.readSync());
+  } finally {
+    sums.dispose();
+  }
+}
+
+function enqueueSums(op: string, grads: Grads): Tensor {
+  const sums = empty([grads.length], { dtype: 'f32', device: grads[0].grad.device });
+  grads.forEach(({ grad }, i) => {
+    native.reduce(sums.handle(op), sums.byteOffset + 4 * i, grad.handle(op), grad.byteOffset, dtypeCode(grad.dtype), grad.numel, false);
+  });
+  return sums;
+}
+
+function checkSums(op: string, grads: Grads, host: ArrayLike<number>): void {
+  grads.forEach(({ name }, i) => {
+    if (!Number.isFinite(host[i])) {
+      throw new Error(`${op}: the gradient of '${name}' is not finite (it contains NaN or Inf: its sum is ${host[i]}); ` +
+        'no parameter was updated');
+    }
+  });
 }

@@ -2,6 +2,8 @@ export { AdamW } from './adamw';
 export type { AdamWOptions, AdamWParam } from './adamw';
 export { Muon } from './muon';
 export { NewtonMuon } from './newton_muon';
+export { ArrayMatrixOptimizer, ArrayMuon, ArrayNewtonMuon } from './array_optimizer';
+export type { ArrayGradients, ArrayMatrix, ArrayOptimizerOptions, MatrixLayout } from './array_optimizer';
 export type { MatrixParam, MuonOptions, NewtonMuonOptions } from './matrix_optimizer';
 export { accumulateInputGram, choleskyInverse, newtonSchulz5, NS5_COEFFICIENTS, rightPrecondition } from './kernels';
 export type { CholeskyInverseOptions, GramOptions, NewtonSchulzOptions, RightPreconditionOptions } from './kernels';

@@ -8,14 +8,14 @@
 // [count, d, d] K / Kinv buffer, so one batched Cholesky call refreshes all of them.
 import { dtypeCode } from '../dtype';
 import { native } from '../native';
-import { checkTensor } from '../ops';
+import { axpy, checkTensor } from '../ops';
 import { formatShape, sameShape } from '../shape';
 import { untracked } from '../scope';
 import { Tensor, tensor, zeros } from '../tensor';
-import { assertGradientsFinite } from './finite';
+import { assertGradientsFinite, assertGradientsFiniteSync } from './finite';
 import { bool, nonNegative, positive, positiveInt, unitInterval } from './hyperparams';
 import { accumulateInputGram, NS5_COEFFICIENTS, rightPrecondition } from './kernels';
-import { checkStateNames, loadAll, OptimizerState } from './state';
+import { checkStateNames, loadAll, loadAllSync, OptimizerState } from './state';
 
 export interface MatrixParam {
   param: Tensor;
@@ -86,6 +86,36 @@ export interface ShardedStatistic {
   key: string;
   kinv: Tensor;
   owned: boolean;
+}
+
+/** Every Muon / NewtonMuon option with its default, checked (messages name the option). */
+export function checkMatrixOptimizerOptions(
+  kind: 'muon' | 'newton-muon',
+  options: NewtonMuonOptions,
+): Required<Omit<NewtonMuonOptions, 'allReduceStatistics'>> & Pick<NewtonMuonOptions, 'allReduceStatistics'> {
+  const op = kind === 'muon' ? 'Muon' : 'NewtonMuon';
+  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object with at least { lr }`);
+  if (options.onWarning !== undefined && typeof options.onWarning !== 'function') throw new TypeError(`${op}: onWarning must be a function`);
+  if (options.owns !== undefined && typeof options.owns !== 'function') throw new TypeError(`${op}: owns must be a function of a param name`);
+  if (options.allReduceStatistics !== undefined && typeof options.allReduceStatistics !== 'function') {
+    throw new TypeError(`${op}: allReduceStatistics must be a function`);
+  }
+  return {
+    lr: positive(options.lr, `${op}: lr`),
+    momentum: unitInterval(options.momentum ?? 0.95, `${op}: momentum`),
+    nesterov: bool(options.nesterov ?? true, `${op}: nesterov`),
+    nsSteps: positiveInt(options.nsSteps ?? 5, `${op}: nsSteps`),
+    weightDecay: nonNegative(options.weightDecay ?? 0, `${op}: weightDecay`),
+    checkFinite: bool(options.checkFinite ?? false, `${op}: checkFinite`),
+    refreshEvery: positiveInt(options.refreshEvery ?? 32, `${op}: refreshEvery`),
+    statsDecay: unitInterval(options.statsDecay ?? 0.95, `${op}: statsDecay`),
+    ridge: nonNegative(options.ridge ?? 0.2, `${op}: ridge`),
+    ridgeEps: nonNegative(options.ridgeEps ?? 1e-8, `${op}: ridgeEps`),
+    initDiag: positive(options.initDiag ?? 1e-3, `${op}: initDiag`),
+    onWarning: options.onWarning ?? ((message: string) => console.warn(message)),
+    owns: options.owns ?? (() => true),
+    allReduceStatistics: options.allReduceStatistics,
+  };
 }
 
 interface NsGroup {
@@ -161,26 +191,21 @@ export abstract class MatrixOptimizer {
 
   protected constructor(readonly kind: 'muon' | 'newton-muon', params: readonly MatrixParam[], options: NewtonMuonOptions) {
     const op = kind === 'muon' ? 'Muon' : 'NewtonMuon';
-    if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object with at least { lr }`);
-    this.lrValue = positive(options.lr, `${op}: lr`);
-    this.momentum = unitInterval(options.momentum ?? 0.95, `${op}: momentum`);
-    this.nesterov = bool(options.nesterov ?? true, `${op}: nesterov`);
-    this.nsSteps = positiveInt(options.nsSteps ?? 5, `${op}: nsSteps`);
-    this.weightDecay = nonNegative(options.weightDecay ?? 0, `${op}: weightDecay`);
-    this.checkFinite = bool(options.checkFinite ?? false, `${op}: checkFinite`);
-    this.refreshEvery = positiveInt(options.refreshEvery ?? 32, `${op}: refreshEvery`);
-    this.statsDecay = unitInterval(options.statsDecay ?? 0.95, `${op}: statsDecay`);
-    this.ridge = nonNegative(options.ridge ?? 0.2, `${op}: ridge`);
-    this.ridgeEps = nonNegative(options.ridgeEps ?? 1e-8, `${op}: ridgeEps`);
-    this.initDiag = positive(options.initDiag ?? 1e-3, `${op}: initDiag`);
-    if (options.onWarning !== undefined && typeof options.onWarning !== 'function') throw new TypeError(`${op}: onWarning must be a function`);
-    this.warn = options.onWarning ?? ((message: string) => console.warn(message));
-    if (options.owns !== undefined && typeof options.owns !== 'function') throw new TypeError(`${op}: owns must be a function of a param name`);
-    this.owns = options.owns ?? (() => true);
-    if (options.allReduceStatistics !== undefined && typeof options.allReduceStatistics !== 'function') {
-      throw new TypeError(`${op}: allReduceStatistics must be a function`);
-    }
-    this.allReduceStatistics = options.allReduceStatistics;
+    const o = checkMatrixOptimizerOptions(kind, options);
+    this.lrValue = o.lr;
+    this.momentum = o.momentum;
+    this.nesterov = o.nesterov;
+    this.nsSteps = o.nsSteps;
+    this.weightDecay = o.weightDecay;
+    this.checkFinite = o.checkFinite;
+    this.refreshEvery = o.refreshEvery;
+    this.statsDecay = o.statsDecay;
+    this.ridge = o.ridge;
+    this.ridgeEps = o.ridgeEps;
+    this.initDiag = o.initDiag;
+    this.warn = o.onWarning;
+    this.owns = o.owns;
+    this.allReduceStatistics = o.allReduceStatistics;
     this.plan(op, params);
     untracked(() => this.allocate());
   }
@@ -333,10 +358,8 @@ export abstract class MatrixOptimizer {
    * nothing (returns false) on steps that do not collect statistics, and always for Muon.
    */
   observeInput(target: Tensor | string, x: Tensor): boolean {
-    this.checkLive('observeInput');
-    const stat = typeof target === 'string' ? this.stats.get(target) : this.statByParam.get(target);
-    if (!this.preconditioned) return false;
-    if (!stat) throw new TypeError(`observeInput: ${typeof target === 'string' ? `no input key '${target}'` : 'that tensor is not a param of this optimizer'}`);
+    const stat = this.observedStatistic('observeInput', target);
+    if (!stat) return false;
     checkTensor(x, `observeInput(${stat.key}): x`);
     const width = stat.d * stat.blocks;
     if (x.shape.length !== 2 || x.shape[1] !== width) {
@@ -345,10 +368,52 @@ export abstract class MatrixOptimizer {
     if (x.device !== stat.k!.device) throw new Error(`observeInput(${stat.key}): x is on ${x.device} but the optimizer is on ${stat.k!.device}`);
     if (!this.collectsStatistics()) return false;
     if (x.shape[0] === 0) return false;
-    if (stat.observations === 0) native.fill(stat.s!.handle('observeInput'), stat.s!.byteOffset, dtypeCode('f32'), stat.s!.numel, 0);
+    this.beginObservation(stat, 'observeInput');
     accumulateInputGram(stat.s!, x, { blocks: stat.blocks, scale: 1 / x.shape[0] });
     stat.observations++;
     return true;
+  }
+
+  /**
+   * observeInput() for callers that formed the Gram matrix themselves: `gram` holds X^T X
+   * summed over `tokens` rows of the layer input (f32, [d_in, d_in] for one block, or
+   * [inputBlocks, d, d], the diagonal blocks, for a block-diagonal statistic). Adds gram / tokens
+   * to this step's statistic, counted as one observation. Returns false where observeInput would.
+   */
+  observeGram(target: Tensor | string, gram: Tensor, tokens: number): boolean {
+    const stat = this.observedStatistic('observeGram', target);
+    if (!stat) return false;
+    checkTensor(gram, `observeGram(${stat.key}): gram`);
+    const expected = stat.blocks === 1 ? [stat.d, stat.d] : [stat.blocks, stat.d, stat.d];
+    if (gram.dtype !== 'f32' || !sameShape(gram.shape, expected)) {
+      throw new RangeError(`observeGram(${stat.key}): gram must be f32 ${formatShape(expected)}, got ${gram.toString()}`);
+    }
+    if (gram.device !== stat.k!.device) throw new Error(`observeGram(${stat.key}): gram is on ${gram.device} but the optimizer is on ${stat.k!.device}`);
+    if (typeof tokens !== 'number' || !Number.isSafeInteger(tokens) || tokens < 0) {
+      throw new RangeError(`observeGram(${stat.key}): tokens must be a non-negative integer, got ${String(tokens)}`);
+    }
+    if (!this.collectsStatistics()) return false;
+    if (tokens === 0) return false;
+    this.beginObservation(stat, 'observeGram');
+    const asStat = gram.view(stat.s!.shape);
+    axpy(stat.s!, asStat, 1 / tokens);
+    asStat.dispose(); // the update is enqueued; the view only held a reference
+    stat.observations++;
+    return true;
+  }
+
+  /** The statistic `target` (param tensor or inputKey) feeds; undefined for Muon. */
+  private observedStatistic(what: string, target: Tensor | string): Statistic | undefined {
+    this.checkLive(what);
+    const stat = typeof target === 'string' ? this.stats.get(target) : this.statByParam.get(target);
+    if (!this.preconditioned) return undefined;
+    if (!stat) throw new TypeError(`${what}: ${typeof target === 'string' ? `no input key '${target}'` : 'that tensor is not a param of this optimizer'}`);
+    return stat;
+  }
+
+  /** The first observation of a step starts the step's statistic from zero. */
+  private beginObservation(stat: Statistic, what: string): void {
+    if (stat.observations === 0) native.fill(stat.s!.handle(what), stat.s!.byteOffset, dtypeCode('f32'), stat.s!.numel, 0);
   }
 
   /**
@@ -356,17 +421,50 @@ export abstract class MatrixOptimizer {
    * promise settles at the latest (at once when checkFinite is off). Await it before reusing grads.
    */
   async step(): Promise<void> {
+    this.checkStepInputs();
+    if (this.checkFinite) await assertGradientsFinite(`${this.kind}.step`, this.matrices);
+    const counts = this.beginStatisticsReduce();
+    if (counts) {
+      try {
+        this.endStatisticsReduce(await counts.read());
+      } finally {
+        counts.dispose();
+      }
+    }
+    this.enqueueStep();
+  }
+
+  /**
+   * step() for callers that cannot await (interop adapters): the same work, enqueued before it
+   * returns. With checkFinite the gradient check waits on the calling thread (readSync), which
+   * blocks the event loop; without it nothing waits.
+   */
+  stepSync(): void {
+    this.checkStepInputs();
+    if (this.checkFinite) assertGradientsFiniteSync(`${this.kind}.step`, this.matrices);
+    const counts = this.beginStatisticsReduce();
+    if (counts) {
+      try {
+        this.endStatisticsReduce(counts.readSync());
+      } finally {
+        counts.dispose();
+      }
+    }
+    this.enqueueStep();
+  }
+
+  private checkStepInputs(): void {
     const op = `${this.kind}.step`;
     this.checkLive('step');
     for (const m of this.matrices) {
       checkTensor(m.param, `${op}: ${m.name}.param`);
       checkTensor(m.grad, `${op}: ${m.name}.grad`);
     }
-    if (this.checkFinite) await assertGradientsFinite(op, this.matrices);
-    if (this.collectsStatistics()) {
-      if (this.allReduceStatistics !== undefined) await this.reduceStatistics();
-      this.refreshPreconditioners();
-    }
+  }
+
+  private enqueueStep(): void {
+    const op = `${this.kind}.step`;
+    if (this.collectsStatistics()) this.refreshPreconditioners();
     // Before the first refresh every Kinv is exactly I: skip the products.
     const precondition = this.preconditioned && this.stepCount + 1 >= this.refreshEvery;
     for (const m of this.matrices) {
@@ -402,8 +500,14 @@ export abstract class MatrixOptimizer {
     this.stepCount++;
   }
 
-  /** Data parallel: this rank's sums and counts -> the sums over all ranks (allReduceStatistics). */
-  private async reduceStatistics(): Promise<void> {
+  /**
+   * Data parallel, on a step that collects statistics with allReduceStatistics set: enqueues the
+   * reduction of this rank's statistic sums and observation counts to their sums over all ranks
+   * and returns the counts tensor, whose values endStatisticsReduce() needs (the caller reads
+   * them, awaiting or not, and disposes it). Undefined when there is nothing to reduce.
+   */
+  private beginStatisticsReduce(): Tensor | undefined {
+    if (this.allReduceStatistics === undefined || !this.collectsStatistics()) return undefined;
     const stats = [...this.stats.values()];
     // A statistic this rank did not observe must contribute nothing to the sum.
     for (const s of stats) {
@@ -411,12 +515,17 @@ export abstract class MatrixOptimizer {
     }
     const counts = untracked(() => tensor(Float32Array.from(stats, (s) => s.observations), [stats.length], { device: this.matrices[0].param.device }));
     try {
-      this.allReduceStatistics!([...[...this.statGroups.values()].map((g) => g.s!), counts]);
-      const global = await counts.read();
-      stats.forEach((s, i) => { s.observations = global[i]; });
-    } finally {
+      this.allReduceStatistics([...[...this.statGroups.values()].map((g) => g.s!), counts]);
+    } catch (e) {
       counts.dispose();
+      throw e;
     }
+    return counts;
+  }
+
+  /** The observation counts summed over all ranks (beginStatisticsReduce's tensor, read). */
+  private endStatisticsReduce(global: ArrayLike<number>): void {
+    [...this.stats.values()].forEach((s, i) => { s.observations = global[i]; });
   }
 
   private refreshPreconditioners(): void {
@@ -515,6 +624,15 @@ export abstract class MatrixOptimizer {
     const own = this.stateDict();
     checkStateNames(state, Object.keys(own.tensors), this.kind);
     await loadAll(own.tensors as Record<string, Tensor>, state);
+    this.stepCount = state.step;
+  }
+
+  /** loadStateDict() for callers that cannot await: a tensor on another device is read with readSync. */
+  loadStateDictSync(state: OptimizerState): void {
+    this.checkLive('loadStateDict');
+    const own = this.stateDict();
+    checkStateNames(state, Object.keys(own.tensors), this.kind);
+    loadAllSync(own.tensors as Record<string, Tensor>, state);
     this.stepCount = state.step;
   }
 

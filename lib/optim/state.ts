@@ -37,29 +37,28 @@ export async function loadAll(targets: Record<string, Tensor>, state: OptimizerS
   for (const [name, target] of Object.entries(targets)) await loadInto(target, state.tensors[name], name);
 }
 
+/** loadAll() without awaiting: a tensor on another device is read back with readSync(). */
+export function loadAllSync(targets: Record<string, Tensor>, state: OptimizerState): void {
+  for (const [name, target] of Object.entries(targets)) checkLoadable(target, state.tensors[name], name);
+  for (const [name, target] of Object.entries(targets)) {
+    const source = state.tensors[name];
+    place(target, source instanceof Tensor && source.device !== target.device ? source.readSync() as Float32Array | Int32Array : source);
+  }
+}
+
 /**
  * Copies `source` (a Tensor on any device, or host data) into the optimizer tensor `target`,
  * after checking it fits. Cross-device tensors are read back first (hence async).
  */
 export async function loadInto(target: Tensor, source: Tensor | Float32Array | Int32Array, name: string): Promise<void> {
-  if (source instanceof Tensor) {
-    checkTensor(source, `loadStateDict: ${name}`);
-    if (!sameShape(source.shape, target.shape) || source.dtype !== target.dtype) {
-      throw new RangeError(`loadStateDict: ${name} is ${source.toString()}, expected ${target.toString()}`);
-    }
-    if (source.device === target.device) {
-      copy(target, source);
-      return;
-    }
-    const host = await source.read();
-    native.upload(target.handle('loadStateDict'), target.byteOffset, host as Float32Array | Int32Array);
-    return;
-  }
-  const expectedType = target.dtype === 'i32' ? Int32Array : Float32Array;
-  if (!(source instanceof expectedType) || source.length !== target.numel) {
-    throw new RangeError(`loadStateDict: ${name} has ${source?.length} values of ${source?.constructor?.name}, expected ${target.numel} (${expectedType.name}, shape ${formatShape(target.shape)})`);
-  }
-  native.upload(target.handle('loadStateDict'), target.byteOffset, source);
+  checkLoadable(target, source, name);
+  place(target, source instanceof Tensor && source.device !== target.device ? await source.read() as Float32Array | Int32Array : source);
+}
+
+/** Writes checked data into target: a same-device tensor by a device copy, host data by upload. */
+function place(target: Tensor, source: Tensor | Float32Array | Int32Array): void {
+  if (source instanceof Tensor) copy(target, source);
+  else native.upload(target.handle('loadStateDict'), target.byteOffset, source);
 }
 
 /** Checks names: every expected one present, nothing extra; throws naming the first problem. */
