@@ -91,8 +91,9 @@ PendingDownload enqueue_download(const Napi::CallbackInfo& info, const char* op)
   nm_fence* fence = nullptr;
   status = device.ops->fence_create(device.backend, &fence);
   if (status != NM_OK) {
-    // The download may still be in flight: wait for the device before freeing its target.
-    device.ops->host_free(device.backend, staging);
+    // The copy is enqueued and may still be in flight, and without a fence nothing can say when
+    // it is done: freeing staging now could let the device write into freed memory. Keep it
+    // (a leak of one read's size, on a path where the backend has already failed).
     check_status(env, device, status);
   }
   return {&device, staging, fence, bytes};
