@@ -44,7 +44,7 @@ void built_archs(char* out, size_t out_len) {
 nm_status probe_kernel_image(nm_backend* be) {
   int* d_value = nullptr;
   NM_CUDA_CHECK(nullptr, cudaMalloc(&d_value, sizeof(int)));
-  probe_kernel<<<1, 1, 0, be->stream>>>(d_value);
+  NM_CUDA_LAUNCH(1, 1, 0, be->stream, probe_kernel)(d_value);
   cudaError_t err = cudaGetLastError();
   int h_value = 0;
   if (err == cudaSuccess) {

@@ -50,10 +50,10 @@ nm_status launch_epilogue(nm_backend* be, const nm_gemm_args& g, const float* tm
   const int64_t total = g.batch * g.m * g.n;
   const unsigned int blocks = grid_blocks(be, total);
   if (g.c_dtype == NM_F32) {
-    gemm_epilogue_kernel<float><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, gemm_epilogue_kernel<float>)(
         static_cast<float*>(g.c), g.ldc, g.stride_c, tmp, g.beta, g.m, g.n, g.batch);
   } else {
-    gemm_epilogue_kernel<__nv_bfloat16><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, gemm_epilogue_kernel<__nv_bfloat16>)(
         static_cast<__nv_bfloat16*>(g.c), g.ldc, g.stride_c, tmp, g.beta, g.m, g.n, g.batch);
   }
   NM_CUDA_CHECK_LAUNCH(op, "gemm_epilogue_kernel");

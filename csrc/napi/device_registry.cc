@@ -30,6 +30,22 @@ void describe_into(DeviceSlot& slot) {
   if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) slot.description_json = buf;
 }
 
+// The host-emulated module (build-cuda-emu/newton_muon_cuda_emu.so, docs/GPU.md) says so through
+// an extra export; its JSON members ("emulated":true, ...) join the device's details, so every
+// result obtained with it is marked as an emulation, never mistaken for a GPU run.
+void add_emulation_info(DeviceSlot& slot, void* handle) {
+  using info_fn = const char* (*)();
+  auto info = reinterpret_cast<info_fn>(::dlsym(handle, "nm_cuda_emulation_info"));
+  if (info == nullptr) return;
+  const std::string members = info();
+  if (slot.description_json.size() >= 2 && slot.description_json.back() == '}') {
+    slot.description_json.pop_back();
+    slot.description_json += "," + members + "}";
+  } else {
+    slot.description_json = "{" + members + "}";
+  }
+}
+
 std::string join(const std::vector<std::string>& items, const char* separator) {
   std::string out;
   for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
@@ -123,6 +139,7 @@ void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidat
   slot.backend = backend;
   loaded_module_path = path;
   describe_into(slot);
+  add_emulation_info(slot, handle);
 }
 
 }  // namespace
