@@ -96,9 +96,9 @@ __global__ void softmax_backward_rows_kernel(float* s, float* dp, const float* l
 }
 
 // Row-major strided-batched f32 GEMM C[i] = alpha op(A[i]) op(B[i]) + beta C[i] through cuBLAS
-// (column-major): C^T = op(B)^T op(A)^T, see gemm.cu. Unlike the gemm op this accepts batches
-// whose C matrices interleave (head h of out starts D columns after head h-1): they never write
-// the same element.
+// (column-major): C^T = op(B)^T op(A)^T, see gemm.cu. The batches' C matrices interleave (head h
+// of out starts D columns after head h-1), column blocks that never write the same element, a
+// layout the gemm op accepts too.
 nm_status sgemm(nm_backend* be, const char* op, bool trans_a, bool trans_b, int64_t m, int64_t n,
                 int64_t k, float alpha, const float* a, int64_t lda, int64_t stride_a,
                 const float* b, int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc,
