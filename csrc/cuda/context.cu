@@ -94,7 +94,8 @@ nm_status no_device_error(cudaError_t err) {
   cudaDriverGetVersion(&driver);  // 0 when no driver is installed
   cudaRuntimeGetVersion(&runtime);
   const int branch = min_driver_branch(runtime);
-  if (err == cudaSuccess) {
+  // A working driver without visible devices: CUDA says cudaErrorNoDevice (count 0).
+  if (err == cudaSuccess || err == cudaErrorNoDevice) {
     const char* visible = getenv("CUDA_VISIBLE_DEVICES");
     return set_error(NM_ERR_UNAVAILABLE,
                      "no CUDA-capable device is visible (NVIDIA driver for CUDA %d.%d, CUDA "

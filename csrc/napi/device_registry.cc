@@ -25,9 +25,20 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// The backend's JSON description; when describe() fails, its error (so details say why instead
+// of silently missing).
 void describe_into(DeviceSlot& slot) {
   char buf[1024] = {0};
-  if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) slot.description_json = buf;
+  if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) {
+    slot.description_json = buf;
+    return;
+  }
+  std::string escaped;
+  for (const char* p = slot.ops->last_error(); *p != '\0'; p++) {
+    if (*p == '"' || *p == '\\') escaped += '\\';
+    if ((unsigned char)*p >= 0x20) escaped += *p;
+  }
+  slot.description_json = "{\"describeError\":\"" + escaped + "\"}";
 }
 
 // The host-emulated module (build-cuda-emu/newton_muon_cuda_emu.so, docs/GPU.md) says so through

@@ -21,7 +21,9 @@ EMULATION_SOURCES := $(sort $(wildcard $(EMU)/launcher/*.cc) $(wildcard $(EMU)/r
 COMMON := -std=c++17 -O2 -g1 -fPIC -pthread -fvisibility=hidden -fvisibility-inlines-hidden \
           -ffp-contract=off -fno-strict-aliasing -DNM_CUDA_EMULATION=1 -I$(EMU)/include -MMD -MP \
           -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unknown-pragmas
-MODULE_FLAGS := $(COMMON) -Wno-unused-function -x c++ -include $(EMU)/cuda_host_shim.h -include $(EMU)/wmma_shim.h
+# __CUDA_ARCH_LIST__: what nvcc defines for the sm_90 build (context.cu names the built archs).
+MODULE_FLAGS := $(COMMON) -Wno-unused-function -D__CUDA_ARCH_LIST__=900 -x c++ \
+                -include $(EMU)/cuda_host_shim.h -include $(EMU)/wmma_shim.h
 EMULATION_FLAGS := $(COMMON)
 
 module_obj = $(OBJ)/module/$(notdir $(1)).o
@@ -31,12 +33,15 @@ EMULATION_OBJECTS := $(foreach s,$(EMULATION_SOURCES),$(call emulation_obj,$(s))
 
 all: $(MODULE) $(OUT)/module-entry-points.txt
 
+# Objects depend on this file too: changed flags rebuild everything.
+THIS_MAKEFILE := $(abspath $(lastword $(MAKEFILE_LIST)))
+
 define module_rule
-$(call module_obj,$(1)): $(1) | $(OBJ)/module
+$(call module_obj,$(1)): $(1) $(THIS_MAKEFILE) | $(OBJ)/module
 	$(CXX) $(MODULE_FLAGS) -c $(1) -o $$@
 endef
 define emulation_rule
-$(call emulation_obj,$(1)): $(1) | $(OBJ)/emulation
+$(call emulation_obj,$(1)): $(1) $(THIS_MAKEFILE) | $(OBJ)/emulation
 	$(CXX) $(EMULATION_FLAGS) -c $(1) -o $$@
 endef
 $(foreach s,$(MODULE_SOURCES),$(eval $(call module_rule,$(s))))

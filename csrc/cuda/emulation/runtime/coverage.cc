@@ -2,7 +2,8 @@
 // cuBLAS, cuSOLVER, cub, NCCL stand-ins) was called in this process. With
 // NM_CUDA_EMU_COVERAGE_DIR set, the counts are written at exit to
 // $NM_CUDA_EMU_COVERAGE_DIR/coverage-<pid>.json; scripts/cuda-emu-coverage.js merges the files
-// of a test run and lists what never ran. Also the call-failure injection of NM_CUDA_EMU_FAIL.
+// of a test run and lists what never ran. Also the failure injection of NM_CUDA_EMU_FAIL (calls
+// and kernels, runtime.h).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,14 +157,23 @@ const char* kernel_name(int id) {
   return c.kernel_names[(size_t)id].c_str();  // stable: names are never removed
 }
 
-void count_kernel(int id) {
+int count_kernel(int id) {
   Counts& c = counts();
   std::atomic<uint64_t>* runs;
+  const char* name;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     runs = c.kernel_runs[(size_t)id];
+    name = c.kernel_names[(size_t)id].c_str();
   }
-  runs->fetch_add(1, std::memory_order_relaxed);
+  const uint64_t n = runs->fetch_add(1, std::memory_order_relaxed) + 1;
+  if (injections().empty()) return 0;
+  const char* bare = strstr(name, ": ");  // "file.cu: kernel<args>" -> "kernel<args>"
+  bare = bare != nullptr ? bare + 2 : name;
+  for (const Injection& inj : injections()) {
+    if (inj.name == bare && (inj.nth == 0 || inj.nth == n)) return inj.status;
+  }
+  return 0;
 }
 
 }  // namespace coverage

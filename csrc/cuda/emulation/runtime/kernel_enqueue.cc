@@ -99,7 +99,11 @@ void enqueue_kernel(cudaStream_t handle, std::unique_ptr<QueuedKernel> kernel) {
   }
   std::shared_ptr<QueuedKernel> queued(std::move(kernel));
   stream->enqueue([queued] {
-    coverage::count_kernel(queued->kernel_id);
+    if (const int injected = coverage::count_kernel(queued->kernel_id)) {
+      set_sticky_error((cudaError_t)injected, std::string("kernel ") + queued->launch.name +
+                                                  ": failure injected by NM_CUDA_EMU_FAIL");
+      return;
+    }
     const LaunchOutcome outcome = run_grid(queued->launch);
     if (outcome.kind != LaunchOutcome::kOk) set_sticky_error(error_of(outcome.kind), outcome.message);
   });

@@ -69,10 +69,13 @@ class EntryPoint {
   const int nm_emu_injected_ = nm_emu_entry_.call()
 
 // Kernel instances (kernel_enqueue.cc registers them at load time; the streams count runs).
+// NM_CUDA_EMU_FAIL can name a kernel instance too ("fill_kernel<unsigned int>=700"): when it runs,
+// it fails with that CUDA error as the context's sticky error, as a faulting kernel would.
 namespace coverage {
 int register_kernel(const std::string& name);
 const char* kernel_name(int id);
-void count_kernel(int id);
+// Counts a run; returns the CUDA error to fail it with, or 0.
+int count_kernel(int id);
 }  // namespace coverage
 
 }  // namespace nm_emu
