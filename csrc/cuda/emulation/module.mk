@@ -31,7 +31,10 @@ emulation_obj = $(OBJ)/emulation/$(subst /,_,$(patsubst $(EMU)/%,%,$(1))).o
 MODULE_OBJECTS := $(foreach s,$(MODULE_SOURCES),$(call module_obj,$(s)))
 EMULATION_OBJECTS := $(foreach s,$(EMULATION_SOURCES),$(call emulation_obj,$(s)))
 
-all: $(MODULE) $(OUT)/module-entry-points.txt
+SELFTEST := $(OUT)/standins_selftest
+SELFTEST_OBJECT := $(OBJ)/selftest/standins_selftest.cc.o
+
+all: $(MODULE) $(OUT)/module-entry-points.txt $(SELFTEST)
 
 # Objects depend on this file too: changed flags rebuild everything.
 THIS_MAKEFILE := $(abspath $(lastword $(MAKEFILE_LIST)))
@@ -47,8 +50,15 @@ endef
 $(foreach s,$(MODULE_SOURCES),$(eval $(call module_rule,$(s))))
 $(foreach s,$(EMULATION_SOURCES),$(eval $(call emulation_rule,$(s))))
 
-$(OBJ)/module $(OBJ)/emulation:
+$(OBJ)/module $(OBJ)/emulation $(OBJ)/selftest:
 	mkdir -p $@
+
+# The stand-ins' self-test (selftest/standins_selftest.cc, test/cuda-emulation-standins.test.ts),
+# compiled like the module's sources and linked with the same emulation objects.
+$(SELFTEST_OBJECT): $(EMU)/selftest/standins_selftest.cc $(THIS_MAKEFILE) | $(OBJ)/selftest
+	$(CXX) $(MODULE_FLAGS) -c $< -o $@
+$(SELFTEST): $(SELFTEST_OBJECT) $(EMULATION_OBJECTS)
+	$(CXX) -pthread -o $@ $(SELFTEST_OBJECT) $(EMULATION_OBJECTS) -lopenblas -lm
 
 # Exports nm_cuda_backend_ops (the module's entry) and nm_cuda_emulation_info; every symbol must
 # resolve at link time, as for the real module.
@@ -65,6 +75,6 @@ $(OUT)/module-entry-points.txt: $(MODULE_OBJECTS) $(EMULATION_OBJECTS)
 	  | sed -e 's/(.*//' -e 's/^cudaError //' | sort -u \
 	  | grep -E '^(cuda|cublas|cusolver|nccl|cub::)' | grep -Fx -f $(OUT)/emulation-symbols.txt > $@
 
--include $(MODULE_OBJECTS:.o=.d) $(EMULATION_OBJECTS:.o=.d)
+-include $(MODULE_OBJECTS:.o=.d) $(EMULATION_OBJECTS:.o=.d) $(SELFTEST_OBJECT:.o=.d)
 
 .PHONY: all

@@ -16,12 +16,12 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "../include/cublas_v2.h"
 #include "../include/cublasLt.h"
+#include "../runtime/handle_registry.h"
 #include "../runtime/memory_map.h"
 #include "../runtime/runtime.h"
 #include "../runtime/stream.h"
@@ -46,33 +46,11 @@ namespace {
 
 using rt::MemoryKind;
 
-struct Handles {
-  std::mutex mu;
-  std::set<const void*> live;
-};
-
-Handles& handles() {
-  static Handles* h = new Handles();
-  return *h;
-}
-
-bool is_live(const void* handle) {
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  return handle != nullptr && h.live.count(handle) != 0;
-}
-
-void add_handle(const void* handle) {
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  h.live.insert(handle);
-}
-
-bool remove_handle(const void* handle) {
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  return h.live.erase(handle) != 0;
-}
+// cuBLAS and cuBLASLt handles, in one registry.
+HandleRegistry<const void*>& handles() { return registry_of<const void*>(); }
+bool is_live(const void* handle) { return handles().contains(handle); }
+void add_handle(const void* handle) { handles().add(handle); }
+bool remove_handle(const void* handle) { return handles().remove(handle); }
 
 // A usable device (what cublasCreate needs, else CUBLAS_STATUS_NOT_INITIALIZED).
 bool device_ready() {

@@ -12,11 +12,10 @@
 #include <string.h>
 
 #include <algorithm>
-#include <mutex>
-#include <set>
 #include <string>
 
 #include "../include/cusolverDn.h"
+#include "../runtime/handle_registry.h"
 #include "../runtime/memory_map.h"
 #include "../runtime/runtime.h"
 #include "../runtime/stream.h"
@@ -36,21 +35,8 @@ namespace {
 
 using rt::MemoryKind;
 
-struct Handles {
-  std::mutex mu;
-  std::set<cusolverDnHandle_t> live;
-};
-
-Handles& handles() {
-  static Handles* h = new Handles();
-  return *h;
-}
-
-bool is_live(cusolverDnHandle_t handle) {
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  return handle != nullptr && h.live.count(handle) != 0;
-}
+HandleRegistry<cusolverDnHandle_t>& handles() { return registry_of<cusolverDnHandle_t>(); }
+bool is_live(cusolverDnHandle_t handle) { return handles().contains(handle); }
 
 // The workspace sizes (doubles) the queries report: a panel of 64 columns for potrf, a full
 // matrix for potri (its triangular inverse and product).
@@ -99,10 +85,27 @@ void run(const Factor& f) {
   *f.info = info;
 }
 
-cusolverStatus_t enqueue(cusolverDnHandle_t handle, const Factor& f) {
+// The *_bufferSize queries: the arguments' check, then the workspace size in doubles.
+cusolverStatus_t buffer_size(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, int lda, int* lwork,
+                             int (*work_of)(int)) {
+  const cusolverStatus_t st = check_args(handle, uplo, n, lda);
+  if (st != CUSOLVER_STATUS_SUCCESS) return st;
+  if (lwork == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
+  *lwork = work_of(n);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+// potrf / potri: checked now, run in stream order on the handle's stream.
+cusolverStatus_t factor(const char* call, bool inverse, cusolverDnHandle_t handle, cublasFillMode_t uplo, int n,
+                        double* a, int lda, double* work, int lwork, int* info) {
+  const cusolverStatus_t st = check_args(handle, uplo, n, lda);
+  if (st != CUSOLVER_STATUS_SUCCESS) return st;
+  const int needed = inverse ? potri_work(n) : potrf_work(n);
+  if (lwork < needed || work == nullptr || info == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
   if (rt::sticky_error() != cudaSuccess) return CUSOLVER_STATUS_EXECUTION_FAILED;
   rt::Stream* stream = rt::resolve_stream(handle->stream);
   if (stream == nullptr) return CUSOLVER_STATUS_EXECUTION_FAILED;
+  const Factor f{call, inverse, uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U', n, lda, needed, a, work, info};
   stream->enqueue([f] { run(f); });
   return CUSOLVER_STATUS_SUCCESS;
 }
@@ -122,20 +125,14 @@ cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t* handle) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return CUSOLVER_STATUS_NOT_INITIALIZED;
   *handle = new cusolverDnContext();
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  h.live.insert(*handle);
+  handles().add(*handle);
   return CUSOLVER_STATUS_SUCCESS;
 }
 
 cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle) {
   NM_EMU_ENTRY("cusolverDnDestroy");
   if (nm_emu_injected_) return (cusolverStatus_t)nm_emu_injected_;
-  {
-    Handles& h = handles();
-    std::lock_guard<std::mutex> lock(h.mu);
-    if (h.live.erase(handle) == 0) return CUSOLVER_STATUS_NOT_INITIALIZED;
-  }
+  if (!handles().remove(handle)) return CUSOLVER_STATUS_NOT_INITIALIZED;
   delete handle;
   return CUSOLVER_STATUS_SUCCESS;
 }
@@ -153,46 +150,28 @@ cusolverStatus_t cusolverDnDpotrf_bufferSize(cusolverDnHandle_t handle, cublasFi
                                              int lda, int* Lwork) {
   NM_EMU_ENTRY("cusolverDnDpotrf_bufferSize");
   if (nm_emu_injected_) return (cusolverStatus_t)nm_emu_injected_;
-  const cusolverStatus_t st = check_args(handle, uplo, n, lda);
-  if (st != CUSOLVER_STATUS_SUCCESS) return st;
-  if (Lwork == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
-  (void)A;
-  *Lwork = potrf_work(n);
-  return CUSOLVER_STATUS_SUCCESS;
+  return buffer_size(handle, uplo, n, lda, Lwork, potrf_work);
 }
 
 cusolverStatus_t cusolverDnDpotri_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, double* A,
                                              int lda, int* Lwork) {
   NM_EMU_ENTRY("cusolverDnDpotri_bufferSize");
   if (nm_emu_injected_) return (cusolverStatus_t)nm_emu_injected_;
-  const cusolverStatus_t st = check_args(handle, uplo, n, lda);
-  if (st != CUSOLVER_STATUS_SUCCESS) return st;
-  if (Lwork == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
-  (void)A;
-  *Lwork = potri_work(n);
-  return CUSOLVER_STATUS_SUCCESS;
+  return buffer_size(handle, uplo, n, lda, Lwork, potri_work);
 }
 
 cusolverStatus_t cusolverDnDpotrf(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, double* A, int lda,
                                   double* Workspace, int Lwork, int* devInfo) {
   NM_EMU_ENTRY("cusolverDnDpotrf");
   if (nm_emu_injected_) return (cusolverStatus_t)nm_emu_injected_;
-  const cusolverStatus_t st = check_args(handle, uplo, n, lda);
-  if (st != CUSOLVER_STATUS_SUCCESS) return st;
-  if (Lwork < potrf_work(n) || Workspace == nullptr || devInfo == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
-  return enqueue(handle, Factor{"cusolverDnDpotrf", false, uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U', n, lda,
-                                potrf_work(n), A, Workspace, devInfo});
+  return factor("cusolverDnDpotrf", false, handle, uplo, n, A, lda, Workspace, Lwork, devInfo);
 }
 
 cusolverStatus_t cusolverDnDpotri(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, double* A, int lda,
                                   double* work, int lwork, int* devInfo) {
   NM_EMU_ENTRY("cusolverDnDpotri");
   if (nm_emu_injected_) return (cusolverStatus_t)nm_emu_injected_;
-  const cusolverStatus_t st = check_args(handle, uplo, n, lda);
-  if (st != CUSOLVER_STATUS_SUCCESS) return st;
-  if (lwork < potri_work(n) || work == nullptr || devInfo == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
-  return enqueue(handle, Factor{"cusolverDnDpotri", true, uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U', n, lda,
-                                potri_work(n), A, work, devInfo});
+  return factor("cusolverDnDpotri", true, handle, uplo, n, A, lda, work, lwork, devInfo);
 }
 
 }  // extern "C"

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../runtime/handle_registry.h"
 #include "../runtime/runtime.h"
 #include "../runtime/stream.h"
 #include "nccl_internal.h"
@@ -15,21 +16,8 @@ namespace {
 std::mutex g_error_mu;
 char g_last_error[1024] = "";
 
-struct Comms {
-  std::mutex mu;
-  std::set<const ncclComm*> live;
-};
-
-Comms& comms() {
-  static Comms* c = new Comms();
-  return *c;
-}
-
-bool is_live(const ncclComm* comm) {
-  Comms& c = comms();
-  std::lock_guard<std::mutex> lock(c.mu);
-  return comm != nullptr && c.live.count(comm) != 0;
-}
+HandleRegistry<const ncclComm*>& comms() { return registry_of<const ncclComm*>(); }
+bool is_live(const ncclComm* comm) { return comms().contains(comm); }
 
 constexpr char kIdMagic[] = "nm-emulated-nccl-id";
 constexpr unsigned kConfigMagic = 0xcafebeef;
@@ -69,23 +57,13 @@ ncclResult_t init(ncclComm_t* out, int nranks, const ncclUniqueId& id, int rank,
   comm->device = device;
   comm->blocking = blocking;
   comm->pending_polls = blocking ? 0 : kInitPolls;
-  {
-    Comms& c = comms();
-    std::lock_guard<std::mutex> lock(c.mu);
-    c.live.insert(comm);
-  }
+  comms().add(comm);
   *out = comm;
   return blocking ? ncclSuccess : ncclInProgress;
 }
 
 ncclResult_t release(ncclComm_t comm, const char* call, bool flush_first) {
-  {
-    Comms& c = comms();
-    std::lock_guard<std::mutex> lock(c.mu);
-    if (comm == nullptr || c.live.erase(comm) == 0) {
-      return fail(ncclInvalidArgument, "%s: not a live communicator", call);
-    }
-  }
+  if (comm == nullptr || !comms().remove(comm)) return fail(ncclInvalidArgument, "%s: not a live communicator", call);
   if (flush_first) flush(comm);
   delete comm;
   return ncclSuccess;

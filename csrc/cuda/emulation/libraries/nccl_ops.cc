@@ -93,6 +93,35 @@ ncclResult_t check_root(const char* call, const ncclComm* comm, int root, const 
   return ncclSuccess;
 }
 
+// The arguments every collective checks: the communicator, type, count and stream; the reduction
+// (red_op >= 0) and the root (root >= 0) when it has one; the buffers, each `count` elements or,
+// where the collective gathers or scatters, count x nranks. *bytes = count elements in bytes.
+struct CollectiveArgs {
+  const char* call;
+  ncclComm* comm;
+  ncclDataType_t type;
+  size_t count;
+  cudaStream_t stream;
+  int red_op, root;
+  const void* send;
+  bool send_all_ranks;
+  const void* recv;
+  bool recv_all_ranks;
+};
+
+ncclResult_t check_collective(const CollectiveArgs& a, size_t* bytes) {
+  ncclResult_t st = check_common(a.call, a.comm, a.type, a.count, a.stream, bytes);
+  if (st == ncclSuccess && a.red_op >= 0) st = check_red_op(a.call, (ncclRedOp_t)a.red_op);
+  if (st == ncclSuccess && a.root >= 0) st = check_root(a.call, a.comm, a.root, "root");
+  if (st == ncclSuccess) {
+    st = check_buffer(a.call, "sendbuff", a.send, *bytes * (a.send_all_ranks ? (size_t)a.comm->nranks : 1));
+  }
+  if (st == ncclSuccess) {
+    st = check_buffer(a.call, "recvbuff", a.recv, *bytes * (a.recv_all_ranks ? (size_t)a.comm->nranks : 1));
+  }
+  return st;
+}
+
 struct Move {
   const char* call;
   char* dst;
@@ -203,6 +232,19 @@ Op copy_op(const char* call, ncclComm* comm, cudaStream_t stream, const void* sr
   return Op{Op::kCopy, call, comm, stream, static_cast<const char*>(src), static_cast<char*>(dst), bytes, count, type};
 }
 
+// ncclSend / ncclRecv: checked now, paired with their partner at the group's end.
+ncclResult_t point_to_point(Op::Kind kind, const char* call, void* buf, size_t count, ncclDataType_t type, int peer,
+                            ncclComm* comm, cudaStream_t stream) {
+  size_t bytes = 0;
+  ncclResult_t st = check_common(call, comm, type, count, stream, &bytes);
+  if (st == ncclSuccess) st = check_root(call, comm, peer, "peer");
+  if (st == ncclSuccess) st = check_buffer(call, kind == Op::kSend ? "sendbuff" : "recvbuff", buf, bytes);
+  if (st != ncclSuccess) return st;
+  const char* src = kind == Op::kSend ? static_cast<const char*>(buf) : nullptr;
+  char* dst = kind == Op::kRecv ? static_cast<char*>(buf) : nullptr;
+  return submit(Op{kind, call, comm, stream, src, dst, bytes, count, type});
+}
+
 }  // namespace
 }  // namespace nccl
 }  // namespace nm_emu
@@ -232,98 +274,74 @@ ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, n
                            ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   NM_EMU_ENTRY("ncclAllReduce");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclAllReduce";
   size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, count, stream, &bytes);
-  if (st == ncclSuccess) st = check_red_op(call, op);
-  if (st == ncclSuccess) st = check_buffer(call, "sendbuff", sendbuff, bytes);
-  if (st == ncclSuccess) st = check_buffer(call, "recvbuff", recvbuff, bytes);
+  const CollectiveArgs a{"ncclAllReduce", comm, datatype, count, stream, (int)op, -1, sendbuff, false, recvbuff, false};
+  const ncclResult_t st = check_collective(a, &bytes);
   if (st != ncclSuccess) return st;
-  return submit(copy_op(call, comm, stream, sendbuff, recvbuff, bytes, count, datatype));
+  return submit(copy_op(a.call, comm, stream, sendbuff, recvbuff, bytes, count, datatype));
 }
 
 ncclResult_t ncclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, ncclDataType_t datatype,
                                ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   NM_EMU_ENTRY("ncclReduceScatter");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclReduceScatter";
   size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, recvcount, stream, &bytes);
-  if (st == ncclSuccess) st = check_red_op(call, op);
-  if (st == ncclSuccess) st = check_buffer(call, "sendbuff", sendbuff, bytes * (size_t)comm->nranks);
-  if (st == ncclSuccess) st = check_buffer(call, "recvbuff", recvbuff, bytes);
+  const CollectiveArgs a{"ncclReduceScatter", comm, datatype, recvcount, stream, (int)op, -1, sendbuff, true, recvbuff,
+                         false};
+  const ncclResult_t st = check_collective(a, &bytes);
   if (st != ncclSuccess) return st;
   const char* mine = static_cast<const char*>(sendbuff) + (size_t)comm->rank * bytes;
-  return submit(copy_op(call, comm, stream, mine, recvbuff, bytes, recvcount, datatype));
+  return submit(copy_op(a.call, comm, stream, mine, recvbuff, bytes, recvcount, datatype));
 }
 
 ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, ncclDataType_t datatype,
                            ncclComm_t comm, cudaStream_t stream) {
   NM_EMU_ENTRY("ncclAllGather");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclAllGather";
   size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, sendcount, stream, &bytes);
-  if (st == ncclSuccess) st = check_buffer(call, "sendbuff", sendbuff, bytes);
-  if (st == ncclSuccess) st = check_buffer(call, "recvbuff", recvbuff, bytes * (size_t)comm->nranks);
+  const CollectiveArgs a{"ncclAllGather", comm, datatype, sendcount, stream, -1, -1, sendbuff, false, recvbuff, true};
+  const ncclResult_t st = check_collective(a, &bytes);
   if (st != ncclSuccess) return st;
   char* mine = static_cast<char*>(recvbuff) + (size_t)comm->rank * bytes;
-  return submit(copy_op(call, comm, stream, sendbuff, mine, bytes, sendcount, datatype));
+  return submit(copy_op(a.call, comm, stream, sendbuff, mine, bytes, sendcount, datatype));
 }
 
 ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype, int root,
                            ncclComm_t comm, cudaStream_t stream) {
   NM_EMU_ENTRY("ncclBroadcast");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclBroadcast";
   size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, count, stream, &bytes);
-  if (st == ncclSuccess) st = check_root(call, comm, root, "root");
-  if (st == ncclSuccess) st = check_buffer(call, "sendbuff", sendbuff, bytes);
-  if (st == ncclSuccess) st = check_buffer(call, "recvbuff", recvbuff, bytes);
+  if (root < 0) return fail(ncclInvalidArgument, "ncclBroadcast: root %d is out of range", root);
+  const CollectiveArgs a{"ncclBroadcast", comm, datatype, count, stream, -1, root, sendbuff, false, recvbuff, false};
+  const ncclResult_t st = check_collective(a, &bytes);
   if (st != ncclSuccess) return st;
-  return submit(copy_op(call, comm, stream, sendbuff, recvbuff, bytes, count, datatype));
+  return submit(copy_op(a.call, comm, stream, sendbuff, recvbuff, bytes, count, datatype));
 }
 
 ncclResult_t ncclReduce(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t datatype,
                         ncclRedOp_t op, int root, ncclComm_t comm, cudaStream_t stream) {
   NM_EMU_ENTRY("ncclReduce");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclReduce";
   size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, count, stream, &bytes);
-  if (st == ncclSuccess) st = check_red_op(call, op);
-  if (st == ncclSuccess) st = check_root(call, comm, root, "root");
-  if (st == ncclSuccess) st = check_buffer(call, "sendbuff", sendbuff, bytes);
-  if (st == ncclSuccess) st = check_buffer(call, "recvbuff", recvbuff, bytes);
+  if (root < 0) return fail(ncclInvalidArgument, "ncclReduce: root %d is out of range", root);
+  const CollectiveArgs a{"ncclReduce", comm, datatype, count, stream, (int)op, root, sendbuff, false, recvbuff, false};
+  const ncclResult_t st = check_collective(a, &bytes);
   if (st != ncclSuccess) return st;
-  return submit(copy_op(call, comm, stream, sendbuff, recvbuff, bytes, count, datatype));
+  return submit(copy_op(a.call, comm, stream, sendbuff, recvbuff, bytes, count, datatype));
 }
 
 ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
                       cudaStream_t stream) {
   NM_EMU_ENTRY("ncclSend");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclSend";
-  size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, count, stream, &bytes);
-  if (st == ncclSuccess) st = check_root(call, comm, peer, "peer");
-  if (st == ncclSuccess) st = check_buffer(call, "sendbuff", sendbuff, bytes);
-  if (st != ncclSuccess) return st;
-  return submit(Op{Op::kSend, call, comm, stream, static_cast<const char*>(sendbuff), nullptr, bytes, count, datatype});
+  return point_to_point(Op::kSend, "ncclSend", const_cast<void*>(sendbuff), count, datatype, peer, comm, stream);
 }
 
 ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
                       cudaStream_t stream) {
   NM_EMU_ENTRY("ncclRecv");
   if (nm_emu_injected_) return (ncclResult_t)nm_emu_injected_;
-  const char* call = "ncclRecv";
-  size_t bytes = 0;
-  ncclResult_t st = check_common(call, comm, datatype, count, stream, &bytes);
-  if (st == ncclSuccess) st = check_root(call, comm, peer, "peer");
-  if (st == ncclSuccess) st = check_buffer(call, "recvbuff", recvbuff, bytes);
-  if (st != ncclSuccess) return st;
-  return submit(Op{Op::kRecv, call, comm, stream, nullptr, static_cast<char*>(recvbuff), bytes, count, datatype});
+  return point_to_point(Op::kRecv, "ncclRecv", recvbuff, count, datatype, peer, comm, stream);
 }
 
 }  // extern "C"

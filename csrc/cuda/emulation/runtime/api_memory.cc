@@ -3,9 +3,7 @@
 // when made, PROT_NONE when freed.
 #include <string.h>
 
-#include <mutex>
-#include <set>
-
+#include "handle_registry.h"
 #include "memory_map.h"
 #include "runtime.h"
 #include "stream.h"
@@ -21,21 +19,8 @@ namespace nm_emu {
 namespace rt {
 namespace {
 
-struct Pools {
-  std::mutex mu;
-  std::set<cudaMemPool_t> live;
-};
-
-Pools& pools() {
-  static Pools* p = new Pools();
-  return *p;
-}
-
-bool pool_is_live(cudaMemPool_t pool) {
-  Pools& p = pools();
-  std::lock_guard<std::mutex> lock(p.mu);
-  return p.live.count(pool) != 0;
-}
+HandleRegistry<cudaMemPool_t>& pools() { return registry_of<cudaMemPool_t>(); }
+bool pool_is_live(cudaMemPool_t pool) { return pools().contains(pool); }
 
 cudaError_t allocate(void** out, size_t size, MemoryKind kind) {
   if (out == nullptr) return note(cudaErrorInvalidValue);
@@ -133,9 +118,7 @@ cudaError_t cudaMemPoolCreate(cudaMemPool_t* memPool, const struct cudaMemPoolPr
   }
   if (check_context() != cudaSuccess) return sticky_error();
   cudaMemPool_t pool = new CUmemPoolHandle_st();
-  Pools& p = pools();
-  std::lock_guard<std::mutex> lock(p.mu);
-  p.live.insert(pool);
+  pools().add(pool);
   *memPool = pool;
   return cudaSuccess;
 }
@@ -143,10 +126,8 @@ cudaError_t cudaMemPoolCreate(cudaMemPool_t* memPool, const struct cudaMemPoolPr
 cudaError_t cudaMemPoolDestroy(cudaMemPool_t memPool) {
   NM_EMU_ENTRY("cudaMemPoolDestroy");
   if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
-  Pools& p = pools();
-  std::lock_guard<std::mutex> lock(p.mu);
   // Outstanding allocations stay valid until freed (each is its own mapping here).
-  if (p.live.erase(memPool) == 0) return note(cudaErrorInvalidValue);
+  if (!pools().remove(memPool)) return note(cudaErrorInvalidValue);
   return cudaSuccess;
 }
 

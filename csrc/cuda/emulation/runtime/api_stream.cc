@@ -4,8 +4,8 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
-#include <set>
 
+#include "handle_registry.h"
 #include "runtime.h"
 #include "stream.h"
 
@@ -24,21 +24,8 @@ namespace nm_emu {
 namespace rt {
 namespace {
 
-struct Events {
-  std::mutex mu;
-  std::set<cudaEvent_t> live;
-};
-
-Events& events() {
-  static Events* e = new Events();
-  return *e;
-}
-
-bool event_is_live(cudaEvent_t event) {
-  Events& e = events();
-  std::lock_guard<std::mutex> lock(e.mu);
-  return e.live.count(event) != 0;
-}
+HandleRegistry<cudaEvent_t>& events() { return registry_of<cudaEvent_t>(); }
+bool event_is_live(cudaEvent_t event) { return events().contains(event); }
 
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -50,9 +37,7 @@ cudaError_t create_event(cudaEvent_t* event, unsigned flags) {
   if (check_context() != cudaSuccess) return sticky_error();
   cudaEvent_t e = new CUevent_st();
   e->flags = flags;
-  Events& all = events();
-  std::lock_guard<std::mutex> lock(all.mu);
-  all.live.insert(e);
+  events().add(e);
   *event = e;
   return cudaSuccess;
 }
@@ -154,11 +139,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   NM_EMU_ENTRY("cudaEventDestroy");
   if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
-  Events& all = events();
-  {
-    std::lock_guard<std::mutex> lock(all.mu);
-    if (all.live.erase(event) == 0) return note(cudaErrorInvalidResourceHandle);
-  }
+  if (!events().remove(event)) return note(cudaErrorInvalidResourceHandle);
   delete event;  // a pending record keeps its state alive (shared_ptr)
   return cudaSuccess;
 }

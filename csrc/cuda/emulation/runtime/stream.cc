@@ -20,14 +20,48 @@ Registry& registry() {
   return *r;
 }
 
+// The work items another stream's queued work must run after, for the default stream's
+// implicit synchronization (see stream.h): (stream, sequence number) pairs.
+std::vector<std::pair<Stream*, uint64_t>> legacy_dependencies(Stream* self, bool legacy_default) {
+  std::vector<Stream*> others;
+  {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (legacy_default) {
+      for (Stream* s : r.live) {
+        if (!s->non_blocking()) others.push_back(s);
+      }
+    } else if (r.default_stream != nullptr) {
+      others.push_back(r.default_stream);
+    }
+  }
+  std::vector<std::pair<Stream*, uint64_t>> deps;
+  for (Stream* s : others) {
+    if (s == self) continue;
+    const uint64_t last = s->last_enqueued();
+    if (last > 0) deps.emplace_back(s, last);
+  }
+  return deps;
+}
+
 }  // namespace
 
-Stream::Stream(bool non_blocking) : non_blocking_(non_blocking) {
+Stream::Stream(bool non_blocking, bool legacy_default)
+    : non_blocking_(non_blocking), legacy_default_(legacy_default) {
   // The worker lives as long as the process (a destroyed stream just has no more work).
   std::thread([this] { worker(); }).detach();
 }
 
 uint64_t Stream::enqueue(std::function<void()> work) {
+  if (!non_blocking_) {
+    auto deps = legacy_dependencies(this, legacy_default_);
+    if (!deps.empty()) {
+      work = [deps = std::move(deps), inner = std::move(work)] {
+        for (const auto& d : deps) d.first->wait(d.second);
+        inner();
+      };
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t seq = ++enqueued_;
   queue_.push_back(Item{seq, std::move(work)});
@@ -93,7 +127,7 @@ Stream* resolve_stream(cudaStream_t handle) {
   std::lock_guard<std::mutex> lock(r.mu);
   if (handle == nullptr || handle == cudaStreamLegacy || handle == cudaStreamPerThread) {
     if (r.default_stream == nullptr) {
-      r.default_stream = new Stream(false);
+      r.default_stream = new Stream(false, true);
       r.all.push_back(r.default_stream);
     }
     return r.default_stream;
@@ -103,7 +137,7 @@ Stream* resolve_stream(cudaStream_t handle) {
 }
 
 cudaStream_t create_stream(bool non_blocking) {
-  Stream* s = new Stream(non_blocking);
+  Stream* s = new Stream(non_blocking, false);
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   r.live.insert(s);

@@ -5,6 +5,10 @@
 // (cudaStreamQuery / cudaEventQuery answered "not ready") kMaxPolls times in a row. So a host
 // read without the synchronization before it sees memory the work has not written yet, every
 // time, not only when a race is lost. NM_CUDA_EMU_EAGER=1 makes streams start work at once.
+//
+// The legacy default stream (handle 0) synchronizes with the blocking streams (made without
+// cudaStreamNonBlocking) as in CUDA: its work waits for everything queued before it on them, and
+// their work waits for everything queued before it on the default stream.
 #ifndef NM_EMU_STREAM_H
 #define NM_EMU_STREAM_H
 
@@ -26,7 +30,7 @@ class Stream {
   static constexpr uint64_t kMaxPending = 4096;
   static constexpr int kMaxPolls = 64;
 
-  explicit Stream(bool non_blocking);
+  Stream(bool non_blocking, bool legacy_default);
 
   // Appends work (it must not throw); returns its sequence number (1, 2, ... per stream).
   uint64_t enqueue(std::function<void()> work);
@@ -46,7 +50,7 @@ class Stream {
   };
   void worker();
 
-  const bool non_blocking_;
+  const bool non_blocking_, legacy_default_;
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
   std::deque<Item> queue_;
