@@ -50,7 +50,9 @@ function parseInstance(key) {
   const bare = rest.replace(/<.*$/, '').replace(/^.*::/, '');
   return { file, bare };
 }
-const instances = [...kernelRuns.keys()].map((key) => ({ key, ...parseInstance(key), runs: kernelRuns.get(key) }));
+const moduleFiles = new Set(fs.readdirSync(cudaDir));
+const instances = [...kernelRuns.keys()].map((key) => ({ key, ...parseInstance(key), runs: kernelRuns.get(key) }))
+  .filter((i) => moduleFiles.has(i.file));  // only the module's launch sites (not a test program's)
 // A kernel defined in a .cu is launched from that file; one in a .cuh header from any file.
 const withoutLaunchSite = defined.filter((k) => !instances.some((i) => i.bare === k.name && (k.file.endsWith('.cuh') || i.file === k.file)));
 
