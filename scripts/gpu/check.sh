@@ -297,7 +297,7 @@ step_loss-curve() {
   # in a dry run 4 steps on the CPU against float64 when NM_KIT_PYTHON names a python with torch.
   local steps=()
   [ "$QUICK" = 1 ] && steps=(--steps=100)
-  [ "$MODE" = dry ] && steps=(--steps=4)
+  [ "$MODE" = dry ] && steps=(--steps=4 --reference-device=cpu)
   run_cuda_step node scripts/gpu/loss_curve.js --device="$(cuda_step_device)" --python="${NM_KIT_PYTHON:-python3}" "${steps[@]}" \
     --work="$KIT_DIR/loss-curve" --json="$LOGS/loss-curve.json" --markdown="$LOGS/loss-curve.md" --note="$LOGS/$STEP.note"
 }
