@@ -380,6 +380,8 @@ declare -A MINIMUM=(
 declare -A STATUS=()
 [ "$MODE" = gpu ] && NEEDS[build-cuda]="" && NEEDS[cuda-load]="build-ts build-addon build-cuda"
 [ "$MODE" = dry ] && NEEDS[smoke]="cuda-load build-cuda-emu" && NEEDS[loss-curve]="cuda-load build-cuda-emu"
+# On the emulated module our side of the loss curve takes minutes (kernels on 2 CPU cores).
+[ "$MODE" = dry ] && TIMEOUT[loss-curve]=900
 
 # --steps: the named steps plus, recursively, what they need.
 declare -A WANTED=()
