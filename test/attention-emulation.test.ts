@@ -1,7 +1,8 @@
 // The CUDA attention kernels, checked without a GPU: each harness in csrc/cuda/emulation/
-// compiles a real kernel header with g++ against host shims of the CUDA built-ins (one
-// std::thread per CUDA thread, barriers for __syncthreads / __syncwarp, an exchange buffer for
-// warp shuffles, 0xff-filled shared memory so unwritten reads show up as NaN), runs the forward
+// compiles a real kernel header with g++ against host shims of the CUDA built-ins and runs it on
+// the emulation's launcher (csrc/cuda/emulation/launcher: CUDA threads on fibers, real barriers
+// for __syncthreads / __syncwarp, an exchange buffer for warp shuffles, 0xff-filled shared memory
+// so unwritten reads show up as NaN), runs the forward
 // and backward kernels for several shapes and exits non-zero on any mismatch; its report is
 // printed on failure. A fresh seed each run (printed; NM_TEST_SEED fixes it).
 //

@@ -2,8 +2,9 @@
 // attention-emulation.test.ts for the attention kernels and docs/GPU.md): the harness
 // csrc/cuda/emulation/model_kernels_emulation.cc compiles the real kernel headers
 // (model_norm_gelu_kernels.cuh, model_cross_entropy_kernels.cuh, model_rotary_kernels.cuh,
-// optim_kernels.cuh) with g++ against the host shim (one std::thread per CUDA thread, barriers
-// for __syncthreads, an exchange buffer for warp shuffles, 0xff-filled shared memory), launches
+// optim_kernels.cuh) with g++ against the host shim and the emulation's launcher (CUDA threads
+// on fibers, real barriers for __syncthreads, an exchange buffer for warp shuffles, 0xff-filled
+// shared memory), launches
 // them with the host code's grid / block sizes and compares with the CPU backend's kernels,
 // linked in from csrc/cpu: RMSNorm forward (f32, in place, bf16 output) and backward
 // (accumulate 0 / 1) for row lengths 1..1030 (block sizes 32..256), GELU forward (f32, bf16) and

@@ -11,6 +11,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
+import { runLibChild } from './helpers/child';
+
 const root = path.join(__dirname, '..');
 let tmp = '';
 
@@ -22,17 +24,6 @@ interface ChildReport {
 }
 
 const CHILD = `
-const fs = require('fs');
-const ts = require(${JSON.stringify(require.resolve('typescript'))});
-require.extensions['.ts'] = (module, filename) => {
-  const source = fs.readFileSync(filename, 'utf8');
-  const { outputText } = ts.transpileModule(source, {
-    fileName: filename,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-  });
-  module._compile(outputText, filename);
-};
-const lib = ${JSON.stringify(path.join(root, 'lib'))};
 const { devices } = require(lib + '/device.ts');
 const { tensor } = require(lib + '/tensor.ts');
 const { add } = require(lib + '/ops.ts');
@@ -51,15 +42,8 @@ const { add } = require(lib + '/ops.ts');
 
 // Runs the child with NM_CUDA_MODULE and the other loader variables set only as given.
 function loadIn(env: Record<string, string>): ChildReport {
-  const base = { ...process.env };
-  for (const name of ['NM_CUDA_MODULE', 'NM_CUDA_LIBRARY_PATH', 'VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHONPATH', 'LD_LIBRARY_PATH']) {
-    delete base[name];
-  }
-  const result = spawnSync(process.execPath, ['-e', CHILD], { env: { ...base, ...env }, encoding: 'utf8', timeout: 60000 });
-  if (result.status !== 0) {
-    throw new Error(`child exited with ${result.status ?? result.signal}:\n${result.stderr}\n${result.stdout}`);
-  }
-  return JSON.parse(result.stdout) as ChildReport;
+  const unset = ['NM_CUDA_MODULE', 'NM_CUDA_LIBRARY_PATH', 'VIRTUAL_ENV', 'CONDA_PREFIX', 'PYTHONPATH', 'LD_LIBRARY_PATH'];
+  return JSON.parse(runLibChild(CHILD, env, unset)) as ChildReport;
 }
 
 // Every case: CUDA unavailable with a reason, 'cuda' throws that reason, 'auto' and the CPU work.

@@ -81,9 +81,15 @@ describe('shapes and data', () => {
     expectThrows(() => tensor(new Float64Array(2) as unknown as number[], [2], { device }), 'tensor: data must be', 'Float64Array');
   });
 
-  test('allocation that cannot be satisfied', () => {
+  test('allocation that cannot be satisfied', async () => {
     // 2^50 bytes: beyond any address space, so the backend must refuse it.
     expectThrows(() => empty([2 ** 48], { device }), String(2 ** 50));
+    // The refusal is over once reported: the next ops work (on CUDA, the failed call's error
+    // must not be blamed on the next kernel launch).
+    const z = zeros([3], { device });
+    fill(z, 2);
+    expect(Array.from(await z.read())).toEqual([2, 2, 2]);
+    z.dispose();
   });
 });
 

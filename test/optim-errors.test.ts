@@ -12,7 +12,11 @@ import { expectSameBits, HostRng } from './helpers/reference';
 
 const device = TEST_DEVICE;
 const CUDA = device === 'cuda';
-const TOL = CUDA ? 5e-2 : 2e-5;
+// CUDA runs Newton-Schulz in bf16, whose rounding the quintic amplifies in the small singular
+// directions (up to ~3.4x per iteration): over many fresh seeds in the emulated suite the update's
+// relative Frobenius distance from the float64 reference was mostly 1e-2..3e-2 with a tail past
+// 5e-2 (worst seen 5.7e-2), so 1e-1 bounds it; a wrong update is off by O(1).
+const TOL = CUDA ? 1e-1 : 2e-5;
 const cudaAvailable = devices().some((d) => d.name === 'cuda' && d.available);
 const owned: Tensor[] = [];
 

@@ -7,7 +7,7 @@
 //
 // Params are compared after every step by the relative Frobenius error of the accumulated
 // update, ||W - W_ref|| / ||W_ref - W_0||: 2e-5 on the CPU (f32 everywhere; the measured error
-// is ~2e-6), 5e-2 on CUDA (Newton-Schulz in bf16: see optim-newton-schulz.test.ts).
+// is ~2e-6), 1e-1 on CUDA (Newton-Schulz in bf16: see TOL below and optim-newton-schulz.test.ts).
 import { copy, Muon, NewtonMuon, OptimizerState, Tensor, tensor } from '../lib/index';
 import type { MatrixParam, NewtonMuonOptions } from '../lib/index';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
@@ -19,7 +19,11 @@ import { expectClose, expectSameBits, HostRng } from './helpers/reference';
 
 const device = TEST_DEVICE;
 const CUDA = device === 'cuda';
-const TOL = CUDA ? 5e-2 : 2e-5;
+// CUDA runs Newton-Schulz in bf16, whose rounding the quintic amplifies in the small singular
+// directions (up to ~3.4x per iteration): over many fresh seeds in the emulated suite the update's
+// relative Frobenius distance from the float64 reference was mostly 1e-2..3e-2 with a tail past
+// 5e-2 (worst seen 5.7e-2), so 1e-1 bounds it; a wrong update is off by O(1).
+const TOL = CUDA ? 1e-1 : 2e-5;
 const { abs, max } = Math;
 
 interface Spec {

@@ -52,7 +52,9 @@ typedef struct nm_fence nm_fence;      // a recorded point in the stream
 
 // C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b in [0, batch), row-major.
 // op(A) is [m, k] (A is [k, m] when trans_a), op(B) is [k, n] (B is [n, k] when trans_b).
-// lda/ldb/ldc are row strides in elements; stride_* are batch strides in elements.
+// lda/ldb/ldc are row strides in elements; stride_* are batch strides in elements. The batches'
+// C matrices may not overlap: stride_c >= (m-1)*ldc + n, or column blocks of the same rows
+// (stride_c >= n and (batch-1)*stride_c + n <= ldc, as in a block-diagonal right product).
 // A and B share a dtype (f32 or bf16); C is f32 or bf16. Accumulation is always f32.
 // When beta == 0, C is not read (NaN in C does not propagate), as in BLAS.
 typedef struct nm_gemm_args {

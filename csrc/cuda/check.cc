@@ -72,6 +72,10 @@ nm_status status_of(cudaError_t err) {
 }
 
 nm_status fail_cuda(const char* op, const char* call, cudaError_t err) {
+  // The runtime also keeps the error as this thread's last error; it is handled now, so clear it:
+  // left there, the next launch check (cudaGetLastError) would report it as that kernel's failure.
+  // (A sticky error survives this, as it must.)
+  cudaGetLastError();
   char what[512];
   snprintf(what, sizeof what, "%s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
   return fail_with(status_of(err), op, call, what);

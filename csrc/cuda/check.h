@@ -20,7 +20,9 @@ const char* last_error();
 void clear_error();
 
 // "<op>: <call> failed: <description>" for each library's status type. `call` may be the whole
-// stringified expression; only the function name (up to the first '(') is kept.
+// stringified expression; only the function name (up to the first '(') is kept. fail_cuda also
+// clears the thread's last CUDA error (it has been reported), so a later launch check does not
+// blame the next kernel for it.
 nm_status fail_cuda(const char* op, const char* call, cudaError_t err);
 nm_status fail_cublas(const char* op, const char* call, cublasStatus_t status);
 nm_status fail_cusolver(const char* op, const char* call, cusolverStatus_t status);

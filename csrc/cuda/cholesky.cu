@@ -130,26 +130,26 @@ nm_status cholesky_inverse(nm_backend* be, void* kinv_f32, const void* k_f32, vo
   NM_TRY(workspace.alloc((size_t)lwork * sizeof(double)));
   double* work = reinterpret_cast<double*>(workspace.bytes());
 
-  ridge_kernel<<<(unsigned)batch, kThreads, 0, be->stream>>>(k, d, ridge_mult, ridge_eps, ridge,
-                                                             nonfinite);
+  NM_CUDA_LAUNCH((unsigned)batch, kThreads, 0, be->stream, ridge_kernel)(
+      k, d, ridge_mult, ridge_eps, ridge, nonfinite);
   NM_CUDA_CHECK_LAUNCH(kOp, "ridge_kernel");
 
   // cuSOLVER has no batched potri: one matrix after another, all reusing W and the workspace.
   const unsigned int blocks = grid_blocks(be, dd);
   for (int64_t b = 0; b < batch; b++) {
-    widen_kernel<<<blocks, kThreads, 0, be->stream>>>(w, k + b * dd, ridge + b, d);
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, widen_kernel)(w, k + b * dd, ridge + b, d);
     NM_CUDA_CHECK_LAUNCH(kOp, "widen_kernel");
     NM_CUSOLVER_CHECK(kOp, cusolverDnDpotrf(be->cusolver, CUBLAS_FILL_MODE_LOWER, dim, w, dim,
                                             work, lwork, info + b));
     NM_CUSOLVER_CHECK(kOp, cusolverDnDpotri(be->cusolver, CUBLAS_FILL_MODE_LOWER, dim, w, dim,
                                             work, lwork, potri_info + b));
-    narrow_kernel<<<blocks, kThreads, 0, be->stream>>>(kinv + b * dd, w, d, nonfinite + b,
-                                                       info + b, potri_info + b);
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, narrow_kernel)(
+        kinv + b * dd, w, d, nonfinite + b, info + b, potri_info + b);
     NM_CUDA_CHECK_LAUNCH(kOp, "narrow_kernel");
   }
 
-  status_kernel<<<grid_blocks(be, batch), kThreads, 0, be->stream>>>(info, nonfinite, potri_info,
-                                                                     batch);
+  NM_CUDA_LAUNCH(grid_blocks(be, batch), kThreads, 0, be->stream, status_kernel)(
+      info, nonfinite, potri_info, batch);
   NM_CUDA_CHECK_LAUNCH(kOp, "status_kernel");
   NM_TRY(workspace.release());
   return scratch.release();

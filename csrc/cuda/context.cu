@@ -44,7 +44,7 @@ void built_archs(char* out, size_t out_len) {
 nm_status probe_kernel_image(nm_backend* be) {
   int* d_value = nullptr;
   NM_CUDA_CHECK(nullptr, cudaMalloc(&d_value, sizeof(int)));
-  probe_kernel<<<1, 1, 0, be->stream>>>(d_value);
+  NM_CUDA_LAUNCH(1, 1, 0, be->stream, probe_kernel)(d_value);
   cudaError_t err = cudaGetLastError();
   int h_value = 0;
   if (err == cudaSuccess) {
@@ -94,7 +94,8 @@ nm_status no_device_error(cudaError_t err) {
   cudaDriverGetVersion(&driver);  // 0 when no driver is installed
   cudaRuntimeGetVersion(&runtime);
   const int branch = min_driver_branch(runtime);
-  if (err == cudaSuccess) {
+  // A working driver without visible devices: CUDA says cudaErrorNoDevice (count 0).
+  if (err == cudaSuccess || err == cudaErrorNoDevice) {
     const char* visible = getenv("CUDA_VISIBLE_DEVICES");
     return set_error(NM_ERR_UNAVAILABLE,
                      "no CUDA-capable device is visible (NVIDIA driver for CUDA %d.%d, CUDA "

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "../core/backend.h"
+#include "kernel_compat.cuh"  // NM_CUDA_LAUNCH, how every op launches its kernels
 
 namespace nm_cuda {
 struct StagingPool;  // copy.cc: pinned buffers that snapshot upload sources

@@ -80,15 +80,15 @@ bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
 
 template <typename Bits>
 nm_status launch_fill(nm_backend* be, void* dst, int64_t n, Bits value) {
-  fill_kernel<Bits><<<grid_blocks(be, n), kThreads, 0, be->stream>>>(static_cast<Bits*>(dst), n,
-                                                                      value);
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, fill_kernel<Bits>)(
+      static_cast<Bits*>(dst), n, value);
   NM_CUDA_CHECK_LAUNCH("fill", "fill_kernel");
   return NM_OK;
 }
 
 template <typename Dst, typename Src>
 nm_status launch_cast(nm_backend* be, void* dst, const void* src, int64_t n) {
-  cast_kernel<Dst, Src><<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, cast_kernel<Dst, Src>)(
       static_cast<Dst*>(dst), static_cast<const Src*>(src), n);
   NM_CUDA_CHECK_LAUNCH("cast", "cast_kernel");
   return NM_OK;
@@ -102,9 +102,15 @@ nm_status launch_binary(nm_backend* be, nm_binary_op op, void* out, const void* 
   const T* y = static_cast<const T*>(b);
   const unsigned int blocks = grid_blocks(be, n);
   switch (op) {
-    case NM_ADD: binary_kernel<T, NM_ADD><<<blocks, kThreads, 0, be->stream>>>(o, x, y, n); break;
-    case NM_SUB: binary_kernel<T, NM_SUB><<<blocks, kThreads, 0, be->stream>>>(o, x, y, n); break;
-    case NM_MUL: binary_kernel<T, NM_MUL><<<blocks, kThreads, 0, be->stream>>>(o, x, y, n); break;
+    case NM_ADD:
+      NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, binary_kernel<T, NM_ADD>)(o, x, y, n);
+      break;
+    case NM_SUB:
+      NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, binary_kernel<T, NM_SUB>)(o, x, y, n);
+      break;
+    case NM_MUL:
+      NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, binary_kernel<T, NM_MUL>)(o, x, y, n);
+      break;
   }
   NM_CUDA_CHECK_LAUNCH("binary", "binary_kernel");
   return NM_OK;
@@ -221,10 +227,10 @@ nm_status scale(nm_backend* be, void* out, const void* x, float alpha, nm_dtype 
   if (n == 0) return NM_OK;
   const unsigned int blocks = grid_blocks(be, n);
   if (dtype == NM_F32) {
-    scale_kernel<float><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, scale_kernel<float>)(
         static_cast<float*>(out), static_cast<const float*>(x), alpha, n);
   } else {
-    scale_kernel<__nv_bfloat16><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, scale_kernel<__nv_bfloat16>)(
         static_cast<__nv_bfloat16*>(out), static_cast<const __nv_bfloat16*>(x), alpha, n);
   }
   NM_CUDA_CHECK_LAUNCH(kOp, "scale_kernel");
@@ -241,10 +247,10 @@ nm_status axpy(nm_backend* be, void* y, const void* x, float alpha, nm_dtype dty
   if (n == 0) return NM_OK;
   const unsigned int blocks = grid_blocks(be, n);
   if (dtype == NM_F32) {
-    axpy_kernel<float><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, axpy_kernel<float>)(
         static_cast<float*>(y), static_cast<const float*>(x), alpha, n);
   } else {
-    axpy_kernel<__nv_bfloat16><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, axpy_kernel<__nv_bfloat16>)(
         static_cast<__nv_bfloat16*>(y), static_cast<const __nv_bfloat16*>(x), alpha, n);
   }
   NM_CUDA_CHECK_LAUNCH(kOp, "axpy_kernel");

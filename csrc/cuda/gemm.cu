@@ -50,10 +50,10 @@ nm_status launch_epilogue(nm_backend* be, const nm_gemm_args& g, const float* tm
   const int64_t total = g.batch * g.m * g.n;
   const unsigned int blocks = grid_blocks(be, total);
   if (g.c_dtype == NM_F32) {
-    gemm_epilogue_kernel<float><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, gemm_epilogue_kernel<float>)(
         static_cast<float*>(g.c), g.ldc, g.stride_c, tmp, g.beta, g.m, g.n, g.batch);
   } else {
-    gemm_epilogue_kernel<__nv_bfloat16><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, gemm_epilogue_kernel<__nv_bfloat16>)(
         static_cast<__nv_bfloat16*>(g.c), g.ldc, g.stride_c, tmp, g.beta, g.m, g.n, g.batch);
   }
   NM_CUDA_CHECK_LAUNCH(op, "gemm_epilogue_kernel");
@@ -101,11 +101,24 @@ nm_status validate(const nm_gemm_args& g, const char* op) {
   if (g.ldc < g.n) {
     return fail_invalid(op, "ldc (%lld) must be >= n (%lld)", (long long)g.ldc, (long long)g.n);
   }
-  if (g.batch > 1 && g.stride_c < (g.m - 1) * g.ldc + g.n) {
-    return fail_invalid(op,
-                        "stride_c (%lld) is smaller than one C matrix ((m-1)*ldc+n = %lld): "
-                        "batches would overwrite each other",
-                        (long long)g.stride_c, (long long)((g.m - 1) * g.ldc + g.n));
+  if (g.batch > 1) {
+    // The batches' C matrices must not share an element: either each lies past the end of the
+    // previous one, or they are column blocks of the same rows (entry b starts stride_c >= n
+    // columns right of entry b-1, all within one row of ldc), as in the block-diagonal right
+    // product G @ blockdiag(Kinv) of lib/optim (rightPrecondition).
+    int64_t last_block = 0;
+    const bool one_after_another = g.stride_c >= (g.m - 1) * g.ldc + g.n;
+    const bool column_blocks = g.stride_c >= g.n &&
+                               !__builtin_mul_overflow(g.batch - 1, g.stride_c, &last_block) &&
+                               last_block + g.n <= g.ldc;
+    if (!one_after_another && !column_blocks) {
+      return fail_invalid(op,
+                          "stride_c (%lld) makes the batches' C matrices overlap: it must be >= "
+                          "(m-1)*ldc+n = %lld (one matrix after another), or >= n (%lld) with "
+                          "(batch-1)*stride_c+n <= ldc (%lld) (column blocks of the same rows)",
+                          (long long)g.stride_c, (long long)((g.m - 1) * g.ldc + g.n),
+                          (long long)g.n, (long long)g.ldc);
+    }
   }
   if (g.k == 0) return NM_OK;  // A and B are not read
   if (g.a == nullptr) return fail_invalid(op, "a is NULL");

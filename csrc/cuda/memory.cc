@@ -16,6 +16,26 @@ constexpr uintptr_t kAlignment = 256;
 // be passed to free and compared like any other.
 size_t at_least_one(size_t bytes) { return bytes == 0 ? 1 : bytes; }
 
+// "<op>: <call> of N bytes failed: <description>": an allocation error says how much was asked.
+nm_status fail_alloc(const char* op, const char* call, size_t bytes, cudaError_t err) {
+  fail_cuda(op, call, err);  // clears the thread's last error
+  return set_error(status_of(err), "%s: %s of %zu bytes failed: %s (%s)", op, call, bytes,
+                   cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+// Device memory from the backend's pool (stream-ordered) or, without pools, cudaMalloc.
+nm_status allocate(nm_backend* be, const char* op, size_t bytes, void** out) {
+  cudaError_t err;
+  if (be->pool != nullptr) {
+    err = cudaMallocFromPoolAsync(out, at_least_one(bytes), be->pool, be->stream);
+  } else {
+    err = cudaMalloc(out, at_least_one(bytes));
+  }
+  if (err == cudaSuccess) return NM_OK;
+  const char* call = be->pool != nullptr ? "cudaMallocFromPoolAsync" : "cudaMalloc";
+  return fail_alloc(op, call, bytes, err);
+}
+
 }  // namespace
 
 nm_status alloc(nm_backend* be, size_t bytes, void** out) {
@@ -24,13 +44,9 @@ nm_status alloc(nm_backend* be, size_t bytes, void** out) {
   if (out == nullptr) return fail_invalid(kOp, "out is NULL");
   *out = nullptr;
   void* ptr = nullptr;
-  if (be->pool != nullptr) {
-    // Stream-ordered: the memory is ready for everything enqueued on be->stream after this call,
-    // which is every later op of this backend.
-    NM_CUDA_CHECK(kOp, cudaMallocFromPoolAsync(&ptr, at_least_one(bytes), be->pool, be->stream));
-  } else {
-    NM_CUDA_CHECK(kOp, cudaMalloc(&ptr, at_least_one(bytes)));
-  }
+  // From the pool it is stream-ordered: the memory is ready for everything enqueued on be->stream
+  // after this call, which is every later op of this backend.
+  NM_TRY(allocate(be, kOp, bytes, &ptr));
   if (((uintptr_t)ptr & (kAlignment - 1)) != 0) {
     // The allocators guarantee at least 256-byte alignment; check rather than assume, since
     // vectorized kernels and cuBLAS rely on it.
@@ -62,12 +78,7 @@ nm_status free_memory(nm_backend* be, void* ptr) {
 
 nm_status scratch_alloc(nm_backend* be, const char* op, size_t bytes, void** out) {
   *out = nullptr;
-  if (be->pool != nullptr) {
-    NM_CUDA_CHECK(op, cudaMallocFromPoolAsync(out, at_least_one(bytes), be->pool, be->stream));
-  } else {
-    NM_CUDA_CHECK(op, cudaMalloc(out, at_least_one(bytes)));
-  }
-  return NM_OK;
+  return allocate(be, op, bytes, out);
 }
 
 nm_status scratch_free(nm_backend* be, const char* op, void* ptr) {
@@ -86,7 +97,8 @@ nm_status host_alloc(nm_backend* be, size_t bytes, void** out) {
   if (out == nullptr) return fail_invalid(kOp, "out is NULL");
   *out = nullptr;
   void* ptr = nullptr;
-  NM_CUDA_CHECK(kOp, cudaMallocHost(&ptr, at_least_one(bytes)));
+  const cudaError_t err = cudaMallocHost(&ptr, at_least_one(bytes));
+  if (err != cudaSuccess) return fail_alloc(kOp, "cudaMallocHost", bytes, err);
   *out = ptr;
   return NM_OK;
 }

@@ -66,7 +66,7 @@ nm_status forward_hd(nm_backend* be, const char* op, float* out, float* lse, con
   unsigned blocks = 0;
   NM_TRY(grid_size(op, g, ff::kFwdRows, &tiles, &blocks));
   const float scale_log2 = (float)((double)g.scale * 1.4426950408889634);
-  ff::flash_forward_kernel<HD><<<blocks, ff::kFwdThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, ff::kFwdThreads, 0, be->stream, ff::flash_forward_kernel<HD>)(
       out, lse, qkv, (int)g.t, (int)g.heads, scale_log2, tiles);
   NM_CUDA_CHECK_LAUNCH(op, "flash_forward_kernel");
   return NM_OK;
@@ -83,10 +83,10 @@ nm_status backward_hd(nm_backend* be, const char* op, float* dqkv, const float* 
   NM_TRY(scratch.alloc((size_t)(g.b * g.heads * g.t) * sizeof(float)));
   float* delta = reinterpret_cast<float*>(scratch.bytes());
   NM_TRY(attention_row_dot(be, op, delta, dout, out, g));
-  ff::flash_backward_kv_kernel<HD><<<blocks, ff::kBwdThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, ff::kBwdThreads, 0, be->stream, ff::flash_backward_kv_kernel<HD>)(
       dqkv, dout, qkv, lse, delta, (int)g.t, (int)g.heads, g.scale, tiles);
   NM_CUDA_CHECK_LAUNCH(op, "flash_backward_kv_kernel");
-  ff::flash_backward_q_kernel<HD><<<blocks, ff::kBwdThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, ff::kBwdThreads, 0, be->stream, ff::flash_backward_q_kernel<HD>)(
       dqkv, dout, qkv, lse, delta, (int)g.t, (int)g.heads, g.scale, tiles);
   NM_CUDA_CHECK_LAUNCH(op, "flash_backward_q_kernel");
   return scratch.release();

@@ -52,7 +52,7 @@ nm_status attention_forward_flash_bf16(nm_backend* be, const char* op, float* ou
   int tiles = 0;
   unsigned blocks = 0;
   NM_TRY(grid_of(op, g, &tiles, &blocks));
-  fb::forward_kernel<<<blocks, fb::kThreads, fb::kFwdSmemBytes, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, fb::kThreads, fb::kFwdSmemBytes, be->stream, fb::forward_kernel)(
       out, lse, qkv, (int)g.t, (int)g.heads, fb::scale_log2_of(g.scale), tiles);
   NM_CUDA_CHECK_LAUNCH(op, "flash_bf16::forward_kernel");
   return NM_OK;
@@ -73,14 +73,14 @@ nm_status attention_backward_flash_bf16(nm_backend* be, const char* op, float* d
   Scratch scratch(be, op);
   NM_TRY(scratch.alloc((size_t)rows * sizeof(float)));
   float* delta = reinterpret_cast<float*>(scratch.bytes());
-  fb::delta_kernel<<<(unsigned)delta_blocks, fb::kDeltaThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH((unsigned)delta_blocks, fb::kDeltaThreads, 0, be->stream, fb::delta_kernel)(
       delta, dout, out, rows, (int)g.t, (int)g.heads);
   NM_CUDA_CHECK_LAUNCH(op, "flash_bf16::delta_kernel");
   const float scale_log2 = fb::scale_log2_of(g.scale);
-  fb::backward_kv_kernel<<<blocks, fb::kThreads, fb::kKvSmemBytes, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, fb::kThreads, fb::kKvSmemBytes, be->stream, fb::backward_kv_kernel)(
       dqkv, dout, qkv, lse, delta, (int)g.t, (int)g.heads, g.scale, scale_log2, tiles);
   NM_CUDA_CHECK_LAUNCH(op, "flash_bf16::backward_kv_kernel");
-  fb::backward_q_kernel<<<blocks, fb::kThreads, fb::kQSmemBytes, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, fb::kThreads, fb::kQSmemBytes, be->stream, fb::backward_q_kernel)(
       dqkv, dout, qkv, lse, delta, (int)g.t, (int)g.heads, g.scale, scale_log2, tiles);
   NM_CUDA_CHECK_LAUNCH(op, "flash_bf16::backward_q_kernel");
   return scratch.release();

@@ -40,7 +40,7 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // Maximum of v over the block, returned to every thread. blockDim.x a multiple of 32.
 __device__ __forceinline__ float block_max_all(float v) {
-  __shared__ float warp_maxes[32];
+  NM_SHARED_ARRAY(float, warp_maxes, 32);
   v = warp_max(v);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   __syncthreads();  // an earlier call's readers are done with warp_maxes
@@ -63,7 +63,7 @@ __global__ void softmax_rows_kernel(float* s, float* lse, int64_t t) {
   double acc = 0.0;
   for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += (double)expf(x[j] - m);
   acc = block_sum(acc);
-  __shared__ double total;
+  NM_SHARED_VAR(double, total);
   if (threadIdx.x == 0) {
     total = acc;
     lse[row] = (float)((double)m + log(acc));
@@ -96,9 +96,9 @@ __global__ void softmax_backward_rows_kernel(float* s, float* dp, const float* l
 }
 
 // Row-major strided-batched f32 GEMM C[i] = alpha op(A[i]) op(B[i]) + beta C[i] through cuBLAS
-// (column-major): C^T = op(B)^T op(A)^T, see gemm.cu. Unlike the gemm op this accepts batches
-// whose C matrices interleave (head h of out starts D columns after head h-1): they never write
-// the same element.
+// (column-major): C^T = op(B)^T op(A)^T, see gemm.cu. The batches' C matrices interleave (head h
+// of out starts D columns after head h-1), column blocks that never write the same element, a
+// layout the gemm op accepts too.
 nm_status sgemm(nm_backend* be, const char* op, bool trans_a, bool trans_b, int64_t m, int64_t n,
                 int64_t k, float alpha, const float* a, int64_t lda, int64_t stride_a,
                 const float* b, int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc,
@@ -181,8 +181,8 @@ nm_status attention_row_dot(nm_backend* be, const char* op, float* delta, const 
   const int64_t cap = (int64_t)(be->sm_count > 0 ? be->sm_count : 1) * 32;
   if (blocks > cap) blocks = cap;
   if (blocks < 1) blocks = 1;
-  flash_f32::row_dot_kernel<<<(unsigned)blocks, flash_f32::kRowDotThreads, 0, be->stream>>>(
-      delta, dout, out, rows, g.t, g.heads, g.head_dim);
+  NM_CUDA_LAUNCH((unsigned)blocks, flash_f32::kRowDotThreads, 0, be->stream,
+                 flash_f32::row_dot_kernel)(delta, dout, out, rows, g.t, g.heads, g.head_dim);
   NM_CUDA_CHECK_LAUNCH(op, "row_dot_kernel");
   return NM_OK;
 }
@@ -209,7 +209,8 @@ nm_status attention_forward_naive(nm_backend* be, const char* op, float* out, fl
     // S[hh] = scale * Q[hh] K[hh]^T   ([T, T], row stride T)
     NM_TRY(sgemm(be, op, false, true, t, t, d, g.scale, q, 3 * c, d, q + c, 3 * c, d, 0.0f, s, t,
                  tt, h));
-    softmax_rows_kernel<<<(unsigned)(h * t), kRowThreads, 0, be->stream>>>(s, lse + b * h * t, t);
+    NM_CUDA_LAUNCH((unsigned)(h * t), kRowThreads, 0, be->stream, softmax_rows_kernel)(
+        s, lse + b * h * t, t);
     NM_CUDA_CHECK_LAUNCH(op, "softmax_rows_kernel");
     // O[hh] = P[hh] V[hh], written at column hh*d of the out rows (row stride C)
     NM_TRY(sgemm(be, op, false, false, t, d, t, 1.0f, s, t, tt, q + 2 * c, 3 * c, d, 0.0f,
@@ -239,7 +240,7 @@ nm_status attention_backward_naive(nm_backend* be, const char* op, float* dqkv,
                  tt, h));  // S = scale Q K^T
     NM_TRY(sgemm(be, op, false, true, t, t, d, 1.0f, go, c, d, q + 2 * c, 3 * c, d, 0.0f, dp, t,
                  tt, h));  // dP = dO V^T
-    softmax_backward_rows_kernel<<<(unsigned)(h * t), kRowThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH((unsigned)(h * t), kRowThreads, 0, be->stream, softmax_backward_rows_kernel)(
         s, dp, lse + b * h * t, delta + b * h * t, t);
     NM_CUDA_CHECK_LAUNCH(op, "softmax_backward_rows_kernel");
     // dV = P^T dO, dQ = scale dS K, dK = scale dS^T Q; each into its columns of the dqkv rows.

@@ -45,7 +45,7 @@ nm_status cross_entropy(nm_backend* be, void* losses_f32, void* logits_f32,
   NM_TRY(check_ptr(kOp, "targets", targets_i32, n));
   const int threads = cross_entropy_threads(vocab);
   const unsigned int blocks = cross_entropy_blocks(n);
-  cross_entropy_kernel<<<blocks, threads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(blocks, threads, 0, be->stream, cross_entropy_kernel)(
       static_cast<float*>(losses_f32), static_cast<float*>(logits_f32),
       static_cast<const int32_t*>(targets_i32), n, vocab, grad_scale);
   NM_CUDA_CHECK_LAUNCH(kOp, "cross_entropy_kernel");

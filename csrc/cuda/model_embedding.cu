@@ -141,10 +141,10 @@ nm_status embedding_forward(nm_backend* be, void* out_f32, const void* wte_f32,
   const int64_t width = vec4 ? c / 4 : c;
   const int threads = width >= 256 ? 256 : (int)((width + 31) / 32 * 32);
   if (vec4) {
-    embedding_forward_kernel<float4><<<row_blocks(n), threads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(row_blocks(n), threads, 0, be->stream, embedding_forward_kernel<float4>)(
         static_cast<float4*>(out_f32), static_cast<const float4*>(wte_f32), ids, n, width);
   } else {
-    embedding_forward_kernel<float><<<row_blocks(n), threads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(row_blocks(n), threads, 0, be->stream, embedding_forward_kernel<float>)(
         static_cast<float*>(out_f32), static_cast<const float*>(wte_f32), ids, n, width);
   }
   NM_CUDA_CHECK_LAUNCH(kOp, "embedding_forward_kernel");
@@ -192,7 +192,7 @@ nm_status embedding_backward(nm_backend* be, void* dwte_f32, const void* dout_f3
   int32_t* positions_sorted = reinterpret_cast<int32_t*>(scratch.bytes() + 2 * item_bytes);
   void* sort_temp = scratch.bytes() + 3 * item_bytes;
 
-  iota_kernel<<<grid_blocks(be, n), kThreads, 0, be->stream>>>(positions, n);
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, iota_kernel)(positions, n);
   NM_CUDA_CHECK_LAUNCH(kOp, "iota_kernel");
   NM_CUDA_CHECK(kOp, cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, keys_in, keys_sorted,
                                                      positions, positions_sorted, num_items, 0,
@@ -201,7 +201,7 @@ nm_status embedding_backward(nm_backend* be, void* dwte_f32, const void* dout_f3
   const int64_t chunks = (c + kReduceThreads - 1) / kReduceThreads;
   const int64_t wanted_x = (int64_t)(be->sm_count > 0 ? be->sm_count : 1) * 64;
   const dim3 grid((unsigned int)(n < wanted_x ? n : wanted_x), (unsigned int)chunks);
-  embedding_reduce_kernel<<<grid, kReduceThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid, kReduceThreads, 0, be->stream, embedding_reduce_kernel)(
       static_cast<float*>(dwte_f32), static_cast<const float*>(dout_f32), keys_sorted,
       positions_sorted, n, c, (uint32_t)vocab);
   NM_CUDA_CHECK_LAUNCH(kOp, "embedding_reduce_kernel");

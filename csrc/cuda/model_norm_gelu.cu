@@ -58,11 +58,12 @@ nm_status rmsnorm_forward(nm_backend* be, void* out, nm_dtype out_dtype, void* r
   float* rstd = static_cast<float*>(rstd_f32);
   const float* x = static_cast<const float*>(x_f32);
   if (out_dtype == NM_F32) {
-    rmsnorm_forward_kernel<float><<<row_blocks(n), row_threads(c), 0, be->stream>>>(
+    NM_CUDA_LAUNCH(row_blocks(n), row_threads(c), 0, be->stream, rmsnorm_forward_kernel<float>)(
         static_cast<float*>(out), rstd, x, n, c, eps);
   } else {
-    rmsnorm_forward_kernel<__nv_bfloat16><<<row_blocks(n), row_threads(c), 0, be->stream>>>(
-        static_cast<__nv_bfloat16*>(out), rstd, x, n, c, eps);
+    NM_CUDA_LAUNCH(row_blocks(n), row_threads(c), 0, be->stream,
+                   rmsnorm_forward_kernel<__nv_bfloat16>)(static_cast<__nv_bfloat16*>(out), rstd, x,
+                                                          n, c, eps);
   }
   NM_CUDA_CHECK_LAUNCH(kOp, "rmsnorm_forward_kernel");
   return NM_OK;
@@ -78,7 +79,7 @@ nm_status rmsnorm_backward(nm_backend* be, void* dx_f32, const void* dout_f32, c
   NM_TRY(check_ptr(kOp, "dout", dout_f32, n));
   NM_TRY(check_ptr(kOp, "x", x_f32, n));
   NM_TRY(check_ptr(kOp, "rstd", rstd_f32, n));
-  rmsnorm_backward_kernel<<<row_blocks(n), row_threads(c), 0, be->stream>>>(
+  NM_CUDA_LAUNCH(row_blocks(n), row_threads(c), 0, be->stream, rmsnorm_backward_kernel)(
       static_cast<float*>(dx_f32), static_cast<const float*>(dout_f32),
       static_cast<const float*>(x_f32), static_cast<const float*>(rstd_f32), n, c,
       accumulate != 0 ? 1 : 0);
@@ -97,10 +98,10 @@ nm_status gelu_forward(nm_backend* be, void* out, nm_dtype out_dtype, const void
   NM_TRY(check_ptr(kOp, "x", x_f32, n));
   const float* x = static_cast<const float*>(x_f32);
   if (out_dtype == NM_F32) {
-    gelu_forward_kernel<float><<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, gelu_forward_kernel<float>)(
         static_cast<float*>(out), x, n);
   } else {
-    gelu_forward_kernel<__nv_bfloat16><<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, gelu_forward_kernel<__nv_bfloat16>)(
         static_cast<__nv_bfloat16*>(out), x, n);
   }
   NM_CUDA_CHECK_LAUNCH(kOp, "gelu_forward_kernel");
@@ -116,7 +117,7 @@ nm_status gelu_backward(nm_backend* be, void* dx_f32, const void* dout_f32, cons
   NM_TRY(check_ptr(kOp, "dx", dx_f32, n));
   NM_TRY(check_ptr(kOp, "dout", dout_f32, n));
   NM_TRY(check_ptr(kOp, "x", x_f32, n));
-  gelu_backward_kernel<<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, gelu_backward_kernel)(
       static_cast<float*>(dx_f32), static_cast<const float*>(dout_f32),
       static_cast<const float*>(x_f32), n);
   NM_CUDA_CHECK_LAUNCH(kOp, "gelu_backward_kernel");

@@ -50,7 +50,7 @@ nm_status rotary(nm_backend* be, void* qkv_f32, int64_t b, int64_t t, int64_t he
   if (total == 0) return NM_OK;
   NM_TRY(check_ptr(kOp, "qkv", qkv_f32, total));
   const int64_t pairs = rows * (head_dim / 2);
-  rotary_kernel<<<grid_blocks(be, pairs), kThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid_blocks(be, pairs), kThreads, 0, be->stream, rotary_kernel)(
       static_cast<float*>(qkv_f32), rows, t, heads, head_dim, (double)base, inverse != 0 ? 1 : 0);
   NM_CUDA_CHECK_LAUNCH(kOp, "rotary_kernel");
   return NM_OK;

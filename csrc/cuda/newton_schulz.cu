@@ -146,14 +146,14 @@ nm_status newton_schulz(nm_backend* be, void* out_f32, const void* x_f32, int64_
 
   // X = x / (||x||_F + eps), in bf16.
   const float* in = static_cast<const float*>(x_f32);
-  norm_partials_kernel<<<dim3((unsigned)norm_blocks, (unsigned)batch), kThreads, 0, be->stream>>>(
-      in, per_matrix, partials);
+  NM_CUDA_LAUNCH(dim3((unsigned)norm_blocks, (unsigned)batch), kThreads, 0, be->stream,
+                 norm_partials_kernel)(in, per_matrix, partials);
   NM_CUDA_CHECK_LAUNCH(kOp, "norm_partials_kernel");
-  norm_final_kernel<<<(unsigned)batch, kThreads, 0, be->stream>>>(partials, norm_blocks, eps,
-                                                                 denom);
+  NM_CUDA_LAUNCH((unsigned)batch, kThreads, 0, be->stream, norm_final_kernel)(
+      partials, norm_blocks, eps, denom);
   NM_CUDA_CHECK_LAUNCH(kOp, "norm_final_kernel");
-  normalize_kernel<<<grid_blocks(be, total), kThreads, 0, be->stream>>>(x, in, denom, per_matrix,
-                                                                       total);
+  NM_CUDA_LAUNCH(grid_blocks(be, total), kThreads, 0, be->stream, normalize_kernel)(
+      x, in, denom, per_matrix, total);
   NM_CUDA_CHECK_LAUNCH(kOp, "normalize_kernel");
 
   const size_t gram_copy = (size_t)(batch * gram) * sizeof(__nv_bfloat16);
@@ -185,8 +185,8 @@ nm_status newton_schulz(nm_backend* be, void* out_f32, const void* x_f32, int64_
     x_next = t;
   }
 
-  widen_kernel<<<grid_blocks(be, total), kThreads, 0, be->stream>>>(static_cast<float*>(out_f32),
-                                                                   x, total);
+  NM_CUDA_LAUNCH(grid_blocks(be, total), kThreads, 0, be->stream, widen_kernel)(
+      static_cast<float*>(out_f32), x, total);
   NM_CUDA_CHECK_LAUNCH(kOp, "widen_kernel");
   return scratch.release();
 }

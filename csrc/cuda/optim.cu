@@ -38,7 +38,7 @@ nm_status momentum_update(nm_backend* be, void* buf_f32, void* u_f32, const void
   NM_TRY(check_ptr(kOp, "u", u_f32, n));
   NM_TRY(check_ptr(kOp, "g", g_f32, n));
   if (n == 0) return NM_OK;
-  momentum_kernel<<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, momentum_kernel)(
       static_cast<float*>(buf_f32), static_cast<float*>(u_f32), static_cast<const float*>(g_f32),
       n, momentum, nesterov != 0 ? 1 : 0);
   NM_CUDA_CHECK_LAUNCH(kOp, "momentum_kernel");
@@ -53,7 +53,7 @@ nm_status apply_update(nm_backend* be, void* w_f32, const void* u_f32, int64_t n
   NM_TRY(check_ptr(kOp, "w", w_f32, n));
   NM_TRY(check_ptr(kOp, "u", u_f32, n));
   if (n == 0) return NM_OK;
-  apply_update_kernel<<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, apply_update_kernel)(
       static_cast<float*>(w_f32), static_cast<const float*>(u_f32), n, decay, -step);
   NM_CUDA_CHECK_LAUNCH(kOp, "apply_update_kernel");
   return NM_OK;
@@ -76,7 +76,7 @@ nm_status adamw_update(nm_backend* be, void* w_f32, const void* g_f32, void* m_f
                         (double)s.sqrt_bias2);
   }
   if (n == 0) return NM_OK;
-  adamw_kernel<<<grid_blocks(be, n), kThreads, 0, be->stream>>>(
+  NM_CUDA_LAUNCH(grid_blocks(be, n), kThreads, 0, be->stream, adamw_kernel)(
       static_cast<float*>(w_f32), static_cast<const float*>(g_f32), static_cast<float*>(m_f32),
       static_cast<float*>(v_f32), n, s.keep, s.beta1, s.one_minus_beta1, s.beta2,
       s.one_minus_beta2, s.eps, -s.step_size, s.sqrt_bias2);

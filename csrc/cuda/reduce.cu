@@ -59,15 +59,15 @@ nm_status reduce(nm_backend* be, const char* op, void* out_f32, const void* x, n
   // the one stream (this call's pass 2 reads them before the next call's pass 1 writes them).
   const int blocks = partial_blocks(n);
   if (dtype == NM_F32) {
-    reduce_partials_kernel<float, Square><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, reduce_partials_kernel<float, Square>)(
         static_cast<const float*>(x), n, be->reduce_partials);
   } else {
-    reduce_partials_kernel<__nv_bfloat16, Square><<<blocks, kThreads, 0, be->stream>>>(
+    NM_CUDA_LAUNCH(blocks, kThreads, 0, be->stream, reduce_partials_kernel<__nv_bfloat16, Square>)(
         static_cast<const __nv_bfloat16*>(x), n, be->reduce_partials);
   }
   NM_CUDA_CHECK_LAUNCH(op, "reduce_partials_kernel");
-  reduce_final_kernel<<<1, kThreads, 0, be->stream>>>(be->reduce_partials, blocks,
-                                                      static_cast<float*>(out_f32));
+  NM_CUDA_LAUNCH(1, kThreads, 0, be->stream, reduce_final_kernel)(
+      be->reduce_partials, blocks, static_cast<float*>(out_f32));
   NM_CUDA_CHECK_LAUNCH(op, "reduce_final_kernel");
   return NM_OK;
 }

@@ -23,9 +23,36 @@ DeviceSlot* cpu_slot = nullptr;
 DeviceSlot* cuda_slot = nullptr;
 std::string loaded_module_path;
 
+// The backend's JSON description; when describe() fails, its error (so details say why instead
+// of silently missing).
 void describe_into(DeviceSlot& slot) {
   char buf[1024] = {0};
-  if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) slot.description_json = buf;
+  if (slot.ops->describe(slot.backend, buf, sizeof buf) == NM_OK) {
+    slot.description_json = buf;
+    return;
+  }
+  std::string escaped;
+  for (const char* p = slot.ops->last_error(); *p != '\0'; p++) {
+    if (*p == '"' || *p == '\\') escaped += '\\';
+    if ((unsigned char)*p >= 0x20) escaped += *p;
+  }
+  slot.description_json = "{\"describeError\":\"" + escaped + "\"}";
+}
+
+// The host-emulated module (build-cuda-emu/newton_muon_cuda_emu.so, docs/GPU.md) says so through
+// an extra export; its JSON members ("emulated":true, ...) join the device's details, so every
+// result obtained with it is marked as an emulation, never mistaken for a GPU run.
+void add_emulation_info(DeviceSlot& slot, void* handle) {
+  using info_fn = const char* (*)();
+  auto info = reinterpret_cast<info_fn>(::dlsym(handle, "nm_cuda_emulation_info"));
+  if (info == nullptr) return;
+  const std::string members = info();
+  if (slot.description_json.size() >= 2 && slot.description_json.back() == '}') {
+    slot.description_json.pop_back();
+    slot.description_json += "," + members + "}";
+  } else {
+    slot.description_json = "{" + members + "}";
+  }
 }
 
 // The reason for a module that exists but could not be dlopen()ed. A missing library gets the
@@ -110,6 +137,7 @@ void load_cuda_module(DeviceSlot& slot, const std::vector<std::string>& candidat
   slot.backend = backend;
   loaded_module_path = path;
   describe_into(slot);
+  add_emulation_info(slot, handle);
 }
 
 }  // namespace

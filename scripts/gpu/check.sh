@@ -9,7 +9,8 @@
 #   (default)     GPU mode: device 'cuda', results under $OUT (the device tool's output folder)
 #   --dry-run     the same script here, on the CPU backend: no compute-sanitizer, no PyTorch;
 #                 the CUDA module is still compiled when a toolkit is at hand (nvcc on PATH,
-#                 CUDA_HOME, or this repo's .toolchain/cuda); quick benchmarks unless --full-bench
+#                 CUDA_HOME, or this repo's .toolchain/cuda); smoke and loss-curve run on the
+#                 host-emulated CUDA module (build-cuda-emu); quick benchmarks unless --full-bench
 #   --quick       smaller benchmark shapes (1 layer of the 124M set, fewer tokens; the GPT-2 slots'
 #                 'quick' shapes of scripts/gpu/reference/slots.json: 4 layers, fewer tokens and steps)
 #   --steps=...   only these steps (and the steps they need); names as in the summary table
@@ -131,6 +132,23 @@ step_build-cuda() {
   note "CUDA $("$cuda/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), sm ${NM_CUDA_ARCHS:-90}, NCCL from $nccl"
 }
 
+# In a dry run the steps that exercise the CUDA code paths (smoke, loss-curve) run on the
+# host-emulated module (npm run build:cuda-emu, docs/GPU.md "The emulated module") as device
+# 'cuda', so the kit's CUDA flow runs end to end before a GPU sees it. Not a GPU result.
+EMU_MODULE=build-cuda-emu/newton_muon_cuda_emu.so
+
+step_build-cuda-emu() {
+  if [ "$MODE" != dry ]; then note "GPU mode: the real module is checked"; return 75; fi
+  bash scripts/build-cuda-emu.sh || return 1
+  note "$EMU_MODULE: $(wc -l < build-cuda-emu/module-entry-points.txt) library entry points; smoke and loss-curve run on it"
+}
+
+# The device of the CUDA steps: the emulated module in a dry run, else $DEV.
+cuda_step_device() { if [ "$MODE" = dry ]; then echo cuda; else echo "$DEV"; fi; }
+run_cuda_step() {  # run_cuda_step CMD...: CMD with the emulated module as 'cuda' in a dry run
+  if [ "$MODE" = dry ]; then NM_CUDA_MODULE="$WS/$EMU_MODULE" "$@"; else "$@"; fi
+}
+
 step_cuda-load() {
   node -e '
     const nm = require(".");
@@ -145,9 +163,9 @@ step_cuda-load() {
 
 step_smoke() {
   local quick=(); [ "$QUICK" = 1 ] && [ "$MODE" = dry ] && quick=(--quick)
-  node scripts/gpu/smoke.js --device="$DEV" "${quick[@]}" --json="$LOGS/smoke.json"
+  run_cuda_step node scripts/gpu/smoke.js --device="$(cuda_step_device)" "${quick[@]}" --json="$LOGS/smoke.json"
   local rc=$?
-  note "$(grep '^smoke: .* ok, ' "$LOGS/$STEP.log" | tail -n1 | sed 's/^smoke: //')$(grep -q '^FAIL  memory' "$LOGS/$STEP.log" && echo '; memory left allocated')"
+  note "$(grep '^smoke: .* ok, ' "$LOGS/$STEP.log" | tail -n1 | sed 's/^smoke: //')$(grep -q '^FAIL  memory' "$LOGS/$STEP.log" && echo '; memory left allocated')$([ "$MODE" = dry ] && echo ' (emulated CUDA module)')"
   return $rc
 }
 
@@ -280,9 +298,9 @@ step_loss-curve() {
   # in a dry run 4 steps on the CPU against float64 when NM_KIT_PYTHON names a python with torch.
   local steps=()
   [ "$QUICK" = 1 ] && steps=(--steps=100)
-  [ "$MODE" = dry ] && steps=(--steps=4)
-  node scripts/gpu/loss_curve.js --device="$DEV" --python="${NM_KIT_PYTHON:-python3}" "${steps[@]}" --work="$KIT_DIR/loss-curve" \
-    --json="$LOGS/loss-curve.json" --markdown="$LOGS/loss-curve.md" --note="$LOGS/$STEP.note"
+  [ "$MODE" = dry ] && steps=(--steps=4 --reference-device=cpu)
+  run_cuda_step node scripts/gpu/loss_curve.js --device="$(cuda_step_device)" --python="${NM_KIT_PYTHON:-python3}" "${steps[@]}" \
+    --work="$KIT_DIR/loss-curve" --json="$LOGS/loss-curve.json" --markdown="$LOGS/loss-curve.md" --note="$LOGS/$STEP.note"
 }
 
 # Data parallel (docs/DISTRIBUTED.md): the collectives against values formed on the host, on NCCL in
@@ -359,25 +377,28 @@ export PATH="$TOOLS/bin:$PATH"
 export PIP_NO_INDEX=1  # no network there: bench/python.js must not wait on PyPI (it skips numpy instead)
 
 # Step table: name | needs | timeout s | minimum s | what
-STEP_ORDER=(build-ts build-addon build-cuda cuda-load smoke jest dist memcheck racecheck torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve)
+STEP_ORDER=(build-ts build-addon build-cuda build-cuda-emu cuda-load smoke jest dist memcheck racecheck torch compare bench memcheck-jest gpt2-fwd-bwd train-124m loss-curve)
 declare -A NEEDS=(
-  [build-ts]="" [build-addon]="" [build-cuda]="" [cuda-load]="build-ts build-addon"
+  [build-ts]="" [build-addon]="" [build-cuda]="" [build-cuda-emu]="" [cuda-load]="build-ts build-addon"
   [smoke]="cuda-load" [jest]="cuda-load" [memcheck]="cuda-load" [racecheck]="cuda-load" [torch]=""
   [compare]="cuda-load" [memcheck-jest]="cuda-load" [bench]="cuda-load"
   [gpt2-fwd-bwd]="cuda-load" [train-124m]="cuda-load" [loss-curve]="cuda-load" [dist]="cuda-load"
 )
 declare -A TIMEOUT=(
-  [build-ts]=180 [build-addon]=300 [build-cuda]=360 [cuda-load]=60 [smoke]=150 [jest]=300
+  [build-ts]=180 [build-addon]=300 [build-cuda]=360 [build-cuda-emu]=300 [cuda-load]=60 [smoke]=150 [jest]=300
   [memcheck]=150 [racecheck]=150 [torch]=180 [compare]=180 [memcheck-jest]=180 [bench]=240
   [gpt2-fwd-bwd]=300 [train-124m]=420 [loss-curve]=300 [dist]=240
 )
 declare -A MINIMUM=(
-  [build-ts]=20 [build-addon]=40 [build-cuda]=40 [cuda-load]=5 [smoke]=20 [jest]=60
+  [build-ts]=20 [build-addon]=40 [build-cuda]=40 [build-cuda-emu]=30 [cuda-load]=5 [smoke]=20 [jest]=60
   [memcheck]=30 [racecheck]=30 [torch]=30 [compare]=30 [memcheck-jest]=60 [bench]=60
   [gpt2-fwd-bwd]=120 [train-124m]=150 [loss-curve]=90 [dist]=60
 )
 declare -A STATUS=()
 [ "$MODE" = gpu ] && NEEDS[build-cuda]="" && NEEDS[cuda-load]="build-ts build-addon build-cuda"
+[ "$MODE" = dry ] && NEEDS[smoke]="cuda-load build-cuda-emu" && NEEDS[loss-curve]="cuda-load build-cuda-emu"
+# On the emulated module our side of the loss curve takes minutes (kernels on 2 CPU cores).
+[ "$MODE" = dry ] && TIMEOUT[loss-curve]=900
 
 # --steps: the named steps plus, recursively, what they need.
 declare -A WANTED=()
@@ -513,7 +534,7 @@ if [ "${STATUS[unpack]}" = ok ]; then
   # memcheck-jest, the slowest and the least needed (the smoke under memcheck already covers
   # every op), follows bench; the GPT-2 slots, long and usually run in their own call
   # (--steps=gpt2-fwd-bwd,train-124m,loss-curve), come last.
-  run_steps build-ts build-addon build-cuda
+  run_steps build-ts build-addon build-cuda build-cuda-emu
   run_steps cuda-load
   run_steps smoke
   run_steps jest memcheck racecheck

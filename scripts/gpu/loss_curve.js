@@ -5,7 +5,11 @@
 // is right, not only fast.
 //
 //   node scripts/gpu/loss_curve.js [--device=cuda|cpu] [--steps=N] [--python=python3]
-//                                  [--work=DIR] [--json=FILE] [--markdown=FILE] [--note=FILE]
+//                                  [--reference-device=cpu|cuda] [--work=DIR] [--json=FILE]
+//                                  [--markdown=FILE] [--note=FILE]
+//
+// --reference-device: where PyTorch runs the reference (default: --device). The kit's dry run
+// checks our CUDA flow on the host-emulated module with the reference on the CPU (no GPU there).
 //
 // The job: the `tiny` preset (4 layers x 128, byte-level Moby-Dick, 8 micro-batches of 8 x 128
 // tokens per step) for N steps (default 200 on CUDA, 12 on the CPU), evaluated every N/10 steps.
@@ -31,6 +35,7 @@ const { presetConfig, Trainer } = require(path.join(root, 'dist', 'train'));
 
 const args = parseFlags();
 const DEVICE = args.device ?? 'cuda';
+const REFERENCE_DEVICE = args['reference-device'] ?? DEVICE;
 const STEPS = Number(args.steps ?? (DEVICE === 'cuda' ? 200 : 12));
 const PYTHON = args.python ?? 'python3';
 const WORK = path.resolve(args.work ?? path.join(root, '.loss-curve'));
@@ -88,7 +93,7 @@ function reference(configFile, init, corpus, variant) {
   const out = path.join(WORK, `ref-${variant.name}-${path.basename(path.dirname(configFile))}.jsonl`);
   const t0 = Date.now();
   python([REFERENCE, '--config', configFile, '--init', init, '--train', corpus.trainGlob, '--val', corpus.valGlob,
-    '--out', out, '--device', DEVICE, '--quiet', ...variant.flags], `the reference trainer (${variant.name})`);
+    '--out', out, '--device', REFERENCE_DEVICE, '--quiet', ...variant.flags], `the reference trainer (${variant.name})`);
   return { curve: readCurve(out), seconds: (Date.now() - t0) / 1000 };
 }
 

@@ -11,6 +11,9 @@ import { freshSeed } from './device';
 
 export const ROOT = path.join(__dirname, '..', '..');
 export const EMULATION = path.join(ROOT, 'csrc', 'cuda', 'emulation');
+/** The kernel launcher every harness runs on (fibers, block scheduler, grid executor). */
+export const LAUNCHER_SOURCES = ['fiber.cc', 'block_scheduler.cc', 'grid_executor.cc', 'device_services.cc']
+  .map((f) => path.join(EMULATION, 'launcher', f));
 
 export function buildAndRunHarness(harness: string, extraFlags: string[] = [], extraSources: string[] = []): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-cuda-emu-'));
@@ -18,7 +21,8 @@ export function buildAndRunHarness(harness: string, extraFlags: string[] = [], e
     const exe = path.join(dir, path.basename(harness, '.cc'));
     try {
       execFileSync('g++', ['-O2', '-std=c++20', '-pthread', '-Wall', '-Wextra', '-Werror', ...extraFlags,
-        path.join(EMULATION, harness), ...extraSources, '-o', exe], { stdio: 'pipe' });
+        '-ffp-contract=off',
+        path.join(EMULATION, harness), ...LAUNCHER_SOURCES, ...extraSources, '-o', exe], { stdio: 'pipe' });
     } catch (e) {
       const err = e as { stderr?: Buffer; message: string };
       throw new Error(`compiling the emulation harness ${harness} failed (g++ with C++20 needed): ${err.stderr?.toString() ?? err.message}`);

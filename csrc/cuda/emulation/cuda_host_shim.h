@@ -1,34 +1,25 @@
-// Host emulation of the CUDA built-ins the module's kernels use, so g++ can compile and run the
-// real kernel headers (../attention_flash_bf16_kernels.cuh, ../attention_flash_kernels.cuh,
-// ../model_norm_gelu_kernels.cuh, ../model_cross_entropy_kernels.cuh, ../model_rotary_kernels.cuh,
-// ../optim_kernels.cuh) without a GPU. Test-only code: it is built by
-// test/attention-emulation.test.ts and test/cuda-emulation.test.ts, never into the addon or the
-// CUDA module.
+// Host emulation of the CUDA built-ins the module's kernels use, so g++ compiles and runs the
+// real kernel code without a GPU: the whole module (the emulated newton_muon_cuda_emu.so, built
+// by scripts/build-cuda-emu.sh, which force-includes this header into every source file) and the
+// kernel harnesses next to this file. Kernels run on the launcher in launcher/: the blocks of a
+// launch in parallel on a few OS threads, the threads of a block on fibers (block_scheduler.h).
 //
-// Model: a launch runs its blocks one after the other; each block runs blockDim.x std::threads
-// (a multiple of 32), one per CUDA thread, that share
-//   - the block's dynamic shared memory: a fresh buffer per block, filled with 0xff bytes (a NaN
-//     in f32 and in bf16), so a read of shared memory nobody wrote shows up as NaN;
-//   - a std::barrier for __syncthreads, and one std::barrier per warp of 32 threads for
-//     __syncwarp (and for the warp-collective wmma calls, see wmma_shim.h);
-//   - a static shared area of 48 KiB (CUDA's limit for static __shared__ memory), also 0xff
-//     filled, from which site_shared hands out one 16-byte aligned buffer per declaration site
-//     (kernels declare shared variables and arrays through csrc/cuda/kernel_compat.cuh's
-//     NM_SHARED_VAR / NM_SHARED_ARRAY / NM_SHARED_ARRAY_A16, plain `__shared__` under nvcc), as
-//     nvcc gives a `__shared__` declaration one copy per block, also in a device helper called
-//     many times per kernel;
-//   - a warp-shuffle exchange buffer of one 8-byte slot per thread: __shfl_*_sync writes the
-//     caller's value to its slot, waits on the warp barrier, reads the source lane's slot and
-//     waits again (so the next shuffle cannot overwrite a slot still being read). Full-warp
-//     masks and width 32 only, and every lane of the warp must make the call, as the kernels
-//     here do (a partial mask or width fails loudly).
-// threadIdx / blockIdx / blockDim / gridDim are thread_local. A thread that returns drops out of
-// its barriers (arrive_and_drop), as an exited CUDA thread no longer takes part in them.
-// Real threads make missing synchronisation visible: a kernel that reads what another thread
-// writes without a barrier in between races here too.
+// What kernel code sees here:
+//   - threadIdx / blockIdx / blockDim / gridDim (thread-local, set by the launcher);
+//   - __syncthreads (and _or / _count), __syncwarp: real barriers (fibers park until
+//     every thread that has not exited arrives);
+//   - __shfl_sync / _xor / _down / _up: a two-slot exchange through a warp barrier. Full masks
+//     and width 32 only, every live lane of the warp taking part, as the kernels here do (any
+//     other use fails the launch); a source lane that did not take part reads as all-ones bits;
+//   - shared memory: kernel_compat.cuh's NM_SHARED_* declarations get one buffer per
+//     declaration per block (site_shared), the dynamic area comes from dynamic_shared_memory();
+//     both start as 0xff bytes (NaN in f32 / bf16 / f64), so unwritten reads show up;
+//   - the round-to-nearest intrinsics (__fadd_rn ...), __float2bfloat16_rn / __bfloat162float,
+//     float4, int min / max; math.h functions are glibc's (not CUDA's: see docs/GPU.md).
+// Device code runs on other threads than the host code that launched it, as on a GPU.
 //
-// __nv_bfloat16 is a 16-bit struct with round-to-nearest-even conversion from float (NaN stays
-// NaN), the rule of cuda_bf16.h's __float2bfloat16_rn.
+// The harnesses call nm_emu::launch(kernel, grid, block, smem, args...) (synchronous); the module
+// launches through NM_CUDA_LAUNCH (kernel_compat.cuh), which enqueues on an emulated stream.
 #ifndef NM_CUDA_HOST_SHIM_H
 #define NM_CUDA_HOST_SHIM_H
 
@@ -38,19 +29,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <barrier>
-#include <memory>
-#include <mutex>
-#include <new>
-#include <thread>
-#include <utility>
-#include <vector>
+#include <tuple>
+#include <type_traits>
+
+#include "launcher/kernel_launch.h"
+
+#ifndef NM_CUDA_EMULATION
+#define NM_CUDA_EMULATION 1
+#endif
 
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct __attribute__((aligned(16))) float4 {
   float x, y, z, w;
@@ -60,8 +53,8 @@ struct __attribute__((aligned(16))) float4 {
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
-// Round-to-nearest f32 multiply / subtract, never contracted into an FMA (g++ on x86-64 does not
-// contract without -mfma, and these are separate calls anyway).
+// Round-to-nearest f32 arithmetic, never contracted into an FMA (the emulation is compiled with
+// -ffp-contract=off; these are separate operations anyway).
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
@@ -69,22 +62,20 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return sqrtf(a); }
 // A single-rounding fused multiply-add (glibc's fmaf is correctly rounded, with or without -mfma).
 inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline float __int2float_rn(int v) { return (float)v; }
 inline float __int_as_float(int bits) {
   float f;
   memcpy(&f, &bits, sizeof f);
   return f;
 }
+inline int __float_as_int(float f) {
+  int bits;
+  memcpy(&bits, &f, sizeof bits);
+  return bits;
+}
 
-struct dim3 {
-  unsigned x, y, z;
-  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
-};
-
-inline thread_local dim3 threadIdx{0, 0, 0};
-inline thread_local dim3 blockIdx{0, 0, 0};
-inline thread_local dim3 blockDim{1, 1, 1};
-inline thread_local dim3 gridDim{1, 1, 1};
-
+// __nv_bfloat16: 16 bits, round-to-nearest-even from float (NaN stays a quiet NaN), the rule of
+// cuda_bf16.h's __float2bfloat16_rn.
 struct __nv_bfloat16 {
   uint16_t bits;
 };
@@ -110,131 +101,89 @@ inline float __bfloat162float(__nv_bfloat16 h) {
 
 namespace nm_emu {
 
-[[noreturn]] inline void fail(const char* what) {
-  fprintf(stderr, "cuda emulation: %s (block %u, thread %u)\n", what, blockIdx.x, threadIdx.x);
-  fflush(stderr);
-  abort();
+// ---- services of the block scheduler (launcher/device_services.cc) ---------------------------
+unsigned sync_block(unsigned pred);  // returns how many threads passed pred != 0
+void sync_warp();
+uint64_t exchange(uint64_t bits, unsigned src_lane);
+unsigned char* shared_site_bytes(const void* site, size_t bytes);
+unsigned char* dynamic_shared_memory();
+// Inside a kernel: fails the launch with `what`. Outside of one: prints it and aborts.
+[[noreturn]] void fail(const char* what);
+
+inline unsigned linear_thread_id() {
+  return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
 }
+inline unsigned lane_id() { return linear_thread_id() & 31u; }
+inline void warp_barrier() { sync_warp(); }
 
-constexpr size_t kStaticSmemBytes = 48 * 1024;
-
-struct Block {
-  explicit Block(unsigned threads, size_t smem_bytes)
-      : block_barrier((ptrdiff_t)threads),
-        smem(static_cast<unsigned char*>(::operator new(smem_bytes + 1, std::align_val_t(128)))),
-        static_smem(static_cast<unsigned char*>(
-            ::operator new(kStaticSmemBytes, std::align_val_t(128)))),
-        shfl_slots(threads, 0) {
-    memset(smem, 0xff, smem_bytes + 1);
-    memset(static_smem, 0xff, kStaticSmemBytes);
-    for (unsigned w = 0; w < threads / 32; w++) {
-      warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
-    }
-  }
-  std::barrier<> block_barrier;
-  std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
-  ~Block() {
-    ::operator delete(smem, std::align_val_t(128));
-    ::operator delete(static_smem, std::align_val_t(128));
-  }
-  Block(const Block&) = delete;
-  Block& operator=(const Block&) = delete;
-  unsigned char* smem;  // 128-byte aligned, like CUDA's shared memory windows
-  unsigned char* static_smem;        // kStaticSmemBytes, 128-byte aligned
-  std::vector<uint64_t> shfl_slots;  // one per thread, see __shfl_xor_sync
-  // Per-declaration shared variables (site_shared): their place in static_smem by site.
-  std::mutex site_mutex;
-  std::vector<std::pair<const void*, unsigned char*>> sites;
-  size_t static_used = 0;
-};
-
-inline thread_local Block* current_block = nullptr;
-// The block's shared variable declared at `site` (the address of a static object unique to the
-// declaration, see csrc/cuda/kernel_compat.cuh): n elements of T, 16-byte aligned, in the block's
-// 0xff-filled static shared area, placed by the first thread of the block that reaches the
-// declaration. Like a `__shared__` declaration under nvcc there is one per declaration per
-// block, however often the declaring function is called (a device helper such as block_sum
-// called once per row), and all of them together must fit in 48 KiB.
+// The block's shared variable declared at `site` (a static object unique to the declaration, see
+// kernel_compat.cuh): n elements of T, 16-byte aligned, 0xff-filled when the block first reaches
+// it. One per declaration per block, however often the declaring function runs.
 template <typename T>
 T* site_shared(const void* site, size_t n) {
-  static_assert(alignof(T) <= 16, "site_shared aligns to 16 bytes");
-  Block* b = current_block;
-  std::lock_guard<std::mutex> lock(b->site_mutex);
-  for (auto& entry : b->sites) {
-    if (entry.first == site) return reinterpret_cast<T*>(entry.second);
-  }
-  const size_t at = (b->static_used + 15) & ~(size_t)15;
-  if (at + n * sizeof(T) > kStaticSmemBytes) fail("static shared memory over 48 KiB");
-  b->static_used = at + n * sizeof(T);
-  unsigned char* p = b->static_smem + at;
-  b->sites.emplace_back(site, p);
-  return reinterpret_cast<T*>(p);
+  static_assert(alignof(T) <= 16, "shared declarations are aligned to 16 bytes");
+  return reinterpret_cast<T*>(shared_site_bytes(site, n * sizeof(T)));
 }
 
-inline unsigned char* dynamic_shared_memory() { return current_block->smem; }
+// ---- launching (harnesses): runs the whole grid before returning; aborts on a failed launch ---
+template <typename Kernel, typename Tuple>
+struct BoundKernel {
+  Kernel kernel;
+  Tuple args;
+  static void invoke(const void* self) {
+    const BoundKernel* b = static_cast<const BoundKernel*>(self);
+    std::apply(b->kernel, b->args);
+  }
+};
 
-inline void warp_barrier() { current_block->warp_barriers[threadIdx.x / 32]->arrive_and_wait(); }
-
-inline unsigned lane_id() { return threadIdx.x % 32; }
-
-// Runs kernel(args...) over a 1-D grid of 1-D blocks; smem_bytes of dynamic shared memory per
-// block. Arguments are copied into each thread, as a launch copies them to the device.
+// Arguments are converted to the kernel's parameter types once, as a launch copies them to the
+// device, and every CUDA thread gets its own copy of them.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes, Args... args) {
-  if (grid.y != 1 || grid.z != 1 || block.y != 1 || block.z != 1) fail("only 1-D launches");
-  if (block.x == 0 || block.x % 32 != 0 || block.x > 1024) fail("blockDim.x must be 32k <= 1024");
-  for (unsigned bx = 0; bx < grid.x; bx++) {
-    Block ctx(block.x, smem_bytes);
-    std::vector<std::thread> threads;
-    threads.reserve(block.x);
-    for (unsigned tx = 0; tx < block.x; tx++) {
-      threads.emplace_back([&ctx, kernel, grid, block, bx, tx, args...]() {
-        threadIdx = dim3(tx, 0, 0);
-        blockIdx = dim3(bx, 0, 0);
-        blockDim = block;
-        gridDim = grid;
-        current_block = &ctx;
-        kernel(args...);
-        ctx.warp_barriers[tx / 32]->arrive_and_drop();
-        ctx.block_barrier.arrive_and_drop();
-        current_block = nullptr;
-      });
-    }
-    for (std::thread& th : threads) th.join();
+  typedef std::tuple<std::decay_t<Params>...> Tuple;
+  const BoundKernel<void (*)(Params...), Tuple> bound{kernel, Tuple(args...)};
+  KernelLaunch l;
+  l.name = "(harness kernel)";
+  l.invoke = &BoundKernel<void (*)(Params...), Tuple>::invoke;
+  l.args = &bound;
+  l.grid = grid;
+  l.block = block;
+  l.dynamic_smem = smem_bytes;
+  if (const char* bad = check_launch_config(grid, block)) {
+    fprintf(stderr, "cuda emulation: invalid launch configuration: %s\n", bad);
+    abort();
+  }
+  const LaunchOutcome outcome = run_grid(l);
+  if (outcome.kind != LaunchOutcome::kOk) {
+    fprintf(stderr, "cuda emulation: launch failed: %s\n", outcome.message.c_str());
+    abort();
   }
 }
 
-}  // namespace nm_emu
-
-inline void __syncthreads() { nm_emu::current_block->block_barrier.arrive_and_wait(); }
-
-// Every kernel here syncs whole warps; a partial mask would need a different emulation.
-inline void __syncwarp(unsigned mask = 0xffffffffu) {
-  if (mask != 0xffffffffu) nm_emu::fail("__syncwarp with a partial mask is not emulated");
-  nm_emu::warp_barrier();
-}
-
-namespace nm_emu {
-
-// The value `value` of lane `src` of the calling warp (src in 0..31), every lane taking part.
 template <typename T>
 T warp_exchange(unsigned mask, T value, unsigned src, int width) {
   static_assert(sizeof(T) <= sizeof(uint64_t), "shuffles move at most 8 bytes");
   if (mask != 0xffffffffu) fail("warp shuffle with a partial mask is not emulated");
   if (width != 32) fail("warp shuffle with width != 32 is not emulated");
-  std::vector<uint64_t>& slots = current_block->shfl_slots;
-  const unsigned base = threadIdx.x & ~31u;
   uint64_t bits = 0;
   memcpy(&bits, &value, sizeof value);
-  slots[threadIdx.x] = bits;
-  warp_barrier();  // every lane's value is in its slot
+  bits = exchange(bits, src);
   T got;
-  memcpy(&got, &slots[base + (src & 31u)], sizeof got);
-  warp_barrier();  // every lane has read before any slot is written again
+  memcpy(&got, &bits, sizeof got);
   return got;
 }
 
 }  // namespace nm_emu
+
+inline void __syncthreads() { nm_emu::sync_block(0); }
+inline int __syncthreads_count(int pred) { return (int)nm_emu::sync_block(pred != 0); }
+inline int __syncthreads_or(int pred) { return nm_emu::sync_block(pred != 0) != 0; }
+
+// Every kernel here syncs whole warps; a partial mask would need a different emulation.
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) nm_emu::fail("__syncwarp with a partial mask is not emulated");
+  nm_emu::sync_warp();
+}
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
@@ -249,8 +198,7 @@ T __shfl_sync(unsigned mask, T value, int src_lane, int width = 32) {
 template <typename T>
 T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
   const unsigned src = nm_emu::lane_id() + delta;
-  const T got = nm_emu::warp_exchange(mask, value, src < 32 ? src : nm_emu::lane_id(), width);
-  return got;
+  return nm_emu::warp_exchange(mask, value, src < 32 ? src : nm_emu::lane_id(), width);
 }
 
 template <typename T>
