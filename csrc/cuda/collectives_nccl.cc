@@ -26,6 +26,7 @@
 #include <string>
 #include <thread>
 
+#include "../core/abi_mismatch.h"
 #include "../core/comm.h"
 #include "check.h"
 #include "context.h"
@@ -402,12 +403,8 @@ const nm_comm_ops g_comm_ops = make_ops();
 extern "C" __attribute__((visibility("default"))) const nm_comm_ops* nm_cuda_comm_ops(uint32_t abi_version, char* err,
                                                                                   size_t err_len) {
   if (abi_version != NM_COMM_ABI_VERSION) {
-    if (err != nullptr && err_len > 0) {
-      snprintf(err, err_len,
-               "newton_muon_cuda.so implements collectives ABI version %u but the addon expects %u; rebuild the CUDA "
-               "module from the same source as the addon",
-               (unsigned)NM_COMM_ABI_VERSION, (unsigned)abi_version);
-    }
+    nm_report_abi_mismatch(err, err_len, "newton_muon_cuda.so", "collectives", NM_COMM_ABI_VERSION, abi_version,
+                           "rebuild the CUDA module from the same source as the addon");
     return nullptr;
   }
   return &nm_cuda::g_comm_ops;

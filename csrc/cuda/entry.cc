@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/abi_mismatch.h"
 #include "../core/backend.h"
 #include "ops.h"
 
@@ -64,12 +65,8 @@ const nm_backend_ops g_ops = make_ops();
 extern "C" __attribute__((visibility("default"))) const nm_backend_ops* nm_cuda_backend_ops(
     uint32_t abi_version, char* err, size_t err_len) {
   if (abi_version != NM_BACKEND_ABI_VERSION) {
-    if (err != nullptr && err_len > 0) {
-      snprintf(err, err_len,
-               "newton_muon_cuda.so implements backend ABI version %u but the addon expects %u; "
-               "rebuild the CUDA module from the same source as the addon",
-               (unsigned)NM_BACKEND_ABI_VERSION, (unsigned)abi_version);
-    }
+    nm_report_abi_mismatch(err, err_len, "newton_muon_cuda.so", "backend", NM_BACKEND_ABI_VERSION,
+                           abi_version, "rebuild the CUDA module from the same source as the addon");
     return nullptr;
   }
   return &g_ops;

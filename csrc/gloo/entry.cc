@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/abi_mismatch.h"
 #include "../core/comm.h"
 #include "gloo_comm.h"
 
@@ -36,12 +37,8 @@ const nm_comm_ops g_ops = make_ops();
 extern "C" __attribute__((visibility("default"))) const nm_comm_ops* nm_gloo_comm_ops(
     uint32_t abi_version, char* err, size_t err_len) {
   if (abi_version != NM_COMM_ABI_VERSION) {
-    if (err != nullptr && err_len > 0) {
-      snprintf(err, err_len,
-               "newton_muon_gloo.so implements collectives ABI version %u but the addon expects %u; "
-               "rebuild it (`npm run build:gloo`) from the same source as the addon",
-               (unsigned)NM_COMM_ABI_VERSION, (unsigned)abi_version);
-    }
+    nm_report_abi_mismatch(err, err_len, "newton_muon_gloo.so", "collectives", NM_COMM_ABI_VERSION,
+                           abi_version, "rebuild it (`npm run build:gloo`) from the same source as the addon");
     return nullptr;
   }
   return &g_ops;
