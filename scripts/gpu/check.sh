@@ -140,7 +140,7 @@ EMU_MODULE=build-cuda-emu/newton_muon_cuda_emu.so
 step_build-cuda-emu() {
   if [ "$MODE" != dry ]; then note "GPU mode: the real module is checked"; return 75; fi
   bash scripts/build-cuda-emu.sh || return 1
-  note "$EMU_MODULE: $(wc -l < build-cuda-emu/module-entry-points.txt) library entry points; smoke and loss-curve run on it"
+  note "$EMU_MODULE: $(wc -l < build-cuda-emu/module-entry-points.txt) library entry points; smoke, dist and loss-curve run on it"
 }
 
 # The device of the CUDA steps: the emulated module in a dry run, else $DEV.
@@ -316,7 +316,21 @@ step_dist() {
   NM_TEST_DEVICE="$DEV" NM_TEST_WORLD="$world" NM_TEST_DIST=1 node node_modules/jest/bin/jest.js --ci --runInBand \
     --cacheDirectory="$KIT_DIR/jest-cache" test/dist-collectives.test.ts || { note "collectives: jest failed (see the log)"; return 1; }
   node scripts/gpu/dist_train.js --device="$DEV" --world="$world" --work="$KIT_DIR/dist-train" --json="$LOGS/dist-train.json" \
-    --note="$LOGS/$STEP.note"
+    --note="$LOGS/$STEP.note" || return 1
+  [ "$MODE" = dry ] || return 0
+  # A dry run also takes the GPU run's NCCL path, on the emulated module (its NCCL runs groups of
+  # one): the collectives suite on 'cuda' with one rank, then one rank of newton-muon-train
+  # --device cuda against a plain run, which must agree bit for bit.
+  echo "ranks: 1 (nccl, emulated CUDA module)"
+  run_cuda_step env NM_TEST_DEVICE=cuda NM_TEST_WORLD=1 NM_TEST_DIST=1 node node_modules/jest/bin/jest.js --ci --runInBand \
+    --cacheDirectory="$KIT_DIR/jest-cache" test/dist-collectives.test.ts \
+    || { note "$(cat "$LOGS/$STEP.note"); nccl (emulated): collectives: jest failed (see the log)"; return 1; }
+  local gloo_note; gloo_note="$(cat "$LOGS/$STEP.note")"
+  run_cuda_step node scripts/gpu/dist_train.js --device=cuda --world=1 --work="$KIT_DIR/dist-train-emulated" \
+    --json="$LOGS/dist-train-emulated.json" --note="$LOGS/$STEP.note"
+  local rc=$?
+  note "$gloo_note; $(cat "$LOGS/$STEP.note") (emulated CUDA module)"
+  return $rc
 }
 
 if [ "${1:-}" = "__step" ]; then
@@ -396,7 +410,8 @@ declare -A MINIMUM=(
 )
 declare -A STATUS=()
 [ "$MODE" = gpu ] && NEEDS[build-cuda]="" && NEEDS[cuda-load]="build-ts build-addon build-cuda"
-[ "$MODE" = dry ] && NEEDS[smoke]="cuda-load build-cuda-emu" && NEEDS[loss-curve]="cuda-load build-cuda-emu"
+[ "$MODE" = dry ] && NEEDS[smoke]="cuda-load build-cuda-emu" && NEEDS[loss-curve]="cuda-load build-cuda-emu" \
+  && NEEDS[dist]="cuda-load build-cuda-emu"
 # On the emulated module our side of the loss curve takes minutes (kernels on 2 CPU cores).
 [ "$MODE" = dry ] && TIMEOUT[loss-curve]=900
 

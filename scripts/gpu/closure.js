@@ -19,6 +19,10 @@ const path = require('path');
 
 const { builtinModules } = require('module');
 
+// Files no require() ever loads: source maps (*.map) and bundle-size reports (*.html). They are
+// more than half of the tree (tfjs alone ships ~190 MiB of maps), and the carry has a size limit.
+const NEVER_LOADED = /\.(map|html)$/;
+
 /** Bare package names imported by the .js/.ts files under dir (recursively, skipping node_modules). */
 function scanImports(dir, out) {
   if (!fs.existsSync(dir)) return;
@@ -115,11 +119,13 @@ function main() {
 
   const files = [];
   let bytes = 0;
+  let leftOut = 0;
   function walk(dir, isPackageRoot) {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
       if (isPackageRoot && entry.name === 'node_modules') continue; // nested packages: listed on their own
       if (entry.isDirectory()) walk(full, false);
+      else if (NEVER_LOADED.test(entry.name)) leftOut += fs.lstatSync(full).size;
       else if (entry.isFile() || entry.isSymbolicLink()) {
         files.push(path.relative(base, full));
         bytes += fs.lstatSync(full).size;
@@ -129,7 +135,7 @@ function main() {
   for (const dir of [...found.keys()].sort()) walk(dir, true);
   process.stdout.write(files.join('\n') + '\n');
   console.error(`closure: ${found.size} packages, ${files.length} files, ${(bytes / 2 ** 20).toFixed(1)} MiB uncompressed ` +
-    `(roots: ${roots.join(' ')})`);
+    `(roots: ${roots.join(' ')}; left out: ${(leftOut / 2 ** 20).toFixed(1)} MiB of source maps and bundle reports)`);
 }
 
 main();
