@@ -140,34 +140,29 @@ using namespace nm_emu::rt;
 extern "C" {
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind) {
-  NM_EMU_ENTRY("cudaMemcpy");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemcpy");
   return copy_2d("cudaMemcpy", dst, count, src, count, count, 1, kind, nullptr, true);
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaMemcpyAsync");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemcpyAsync");
   return copy_2d("cudaMemcpyAsync", dst, count, src, count, count, 1, kind, stream, false);
 }
 
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
                               size_t height, enum cudaMemcpyKind kind, cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaMemcpy2DAsync");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemcpy2DAsync");
   return copy_2d("cudaMemcpy2DAsync", dst, dpitch, src, spitch, width, height, kind, stream, false);
 }
 
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
-  NM_EMU_ENTRY("cudaMemset");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemset");
   return fill("cudaMemset", devPtr, value, count, nullptr, true);
 }
 
 cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaMemsetAsync");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemsetAsync");
   return fill("cudaMemsetAsync", devPtr, value, count, stream, false);
 }
 

@@ -47,31 +47,27 @@ using namespace nm_emu::rt;
 extern "C" {
 
 cudaError_t cudaDriverGetVersion(int* driverVersion) {
-  NM_EMU_ENTRY("cudaDriverGetVersion");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaDriverGetVersion");
   if (driverVersion == nullptr) return note(cudaErrorInvalidValue);
   *driverVersion = config().driver_version;
   return cudaSuccess;
 }
 
 cudaError_t cudaRuntimeGetVersion(int* runtimeVersion) {
-  NM_EMU_ENTRY("cudaRuntimeGetVersion");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaRuntimeGetVersion");
   if (runtimeVersion == nullptr) return note(cudaErrorInvalidValue);
   *runtimeVersion = kRuntimeVersion;
   return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {
-  NM_EMU_ENTRY("cudaGetDeviceCount");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaGetDeviceCount");
   if (count == nullptr) return note(cudaErrorInvalidValue);
   return note(device_count(count));
 }
 
 cudaError_t cudaSetDevice(int device) {
-  NM_EMU_ENTRY("cudaSetDevice");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaSetDevice");
   const cudaError_t err = check_device(device);
   if (err != cudaSuccess) return note(err);
   g_current_device = device;
@@ -79,16 +75,14 @@ cudaError_t cudaSetDevice(int device) {
 }
 
 cudaError_t cudaGetDevice(int* device) {
-  NM_EMU_ENTRY("cudaGetDevice");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaGetDevice");
   if (device == nullptr) return note(cudaErrorInvalidValue);
   *device = g_current_device;
   return check_context();
 }
 
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
-  NM_EMU_ENTRY("cudaGetDeviceProperties");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaGetDeviceProperties");
   if (prop == nullptr) return note(cudaErrorInvalidValue);
   const cudaError_t err = check_device(device);
   if (err != cudaSuccess) return note(err);
@@ -118,8 +112,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
 }
 
 cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int device) {
-  NM_EMU_ENTRY("cudaDeviceGetAttribute");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaDeviceGetAttribute");
   if (value == nullptr) return note(cudaErrorInvalidValue);
   const cudaError_t err = check_device(device);
   if (err != cudaSuccess) return note(err);
@@ -139,8 +132,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int dev
 }
 
 cudaError_t cudaDeviceSynchronize(void) {
-  NM_EMU_ENTRY("cudaDeviceSynchronize");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaDeviceSynchronize");
   synchronize_all();
   return check_context();
 }

@@ -42,14 +42,12 @@ using namespace nm_emu::rt;
 extern "C" {
 
 cudaError_t cudaMalloc(void** devPtr, size_t size) {
-  NM_EMU_ENTRY("cudaMalloc");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMalloc");
   return allocate(devPtr, size, MemoryKind::kDevice);
 }
 
 cudaError_t cudaFree(void* devPtr) {
-  NM_EMU_ENTRY("cudaFree");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaFree");
   if (check_context() != cudaSuccess) return sticky_error();
   if (devPtr == nullptr) return cudaSuccess;
   synchronize_all();  // cudaFree waits for the device to be idle
@@ -58,14 +56,12 @@ cudaError_t cudaFree(void* devPtr) {
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t size) {
-  NM_EMU_ENTRY("cudaMallocHost");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMallocHost");
   return allocate(ptr, size, MemoryKind::kPinned);
 }
 
 cudaError_t cudaFreeHost(void* ptr) {
-  NM_EMU_ENTRY("cudaFreeHost");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaFreeHost");
   if (check_context() != cudaSuccess) return sticky_error();
   if (ptr == nullptr) return cudaSuccess;
   synchronize_all();  // like cudaFree, a synchronizing call
@@ -74,8 +70,7 @@ cudaError_t cudaFreeHost(void* ptr) {
 }
 
 cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaMallocAsync");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMallocAsync");
   if (!config().memory_pools) return note(cudaErrorNotSupported);
   if (resolve_stream(stream) == nullptr) return note(cudaErrorInvalidResourceHandle);
   // Fresh memory is usable by anything ordered after this call, whatever stream it is on.
@@ -83,16 +78,14 @@ cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
 }
 
 cudaError_t cudaMallocFromPoolAsync(void** ptr, size_t size, cudaMemPool_t memPool, cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaMallocFromPoolAsync");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMallocFromPoolAsync");
   if (!pool_is_live(memPool)) return note(cudaErrorInvalidValue);
   if (resolve_stream(stream) == nullptr) return note(cudaErrorInvalidResourceHandle);
   return allocate(ptr, size, MemoryKind::kDevice);
 }
 
 cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaFreeAsync");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaFreeAsync");
   if (check_context() != cudaSuccess) return sticky_error();
   Stream* s = resolve_stream(stream);
   if (s == nullptr) return note(cudaErrorInvalidResourceHandle);
@@ -104,8 +97,7 @@ cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
 }
 
 cudaError_t cudaMemPoolCreate(cudaMemPool_t* memPool, const struct cudaMemPoolProps* poolProps) {
-  NM_EMU_ENTRY("cudaMemPoolCreate");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemPoolCreate");
   if (memPool == nullptr || poolProps == nullptr) return note(cudaErrorInvalidValue);
   if (!config().memory_pools) return note(cudaErrorNotSupported);
   if (poolProps->allocType != cudaMemAllocationTypePinned ||
@@ -124,16 +116,14 @@ cudaError_t cudaMemPoolCreate(cudaMemPool_t* memPool, const struct cudaMemPoolPr
 }
 
 cudaError_t cudaMemPoolDestroy(cudaMemPool_t memPool) {
-  NM_EMU_ENTRY("cudaMemPoolDestroy");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemPoolDestroy");
   // Outstanding allocations stay valid until freed (each is its own mapping here).
   if (!pools().remove(memPool)) return note(cudaErrorInvalidValue);
   return cudaSuccess;
 }
 
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t memPool, enum cudaMemPoolAttr attr, void* value) {
-  NM_EMU_ENTRY("cudaMemPoolSetAttribute");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemPoolSetAttribute");
   if (!pool_is_live(memPool) || value == nullptr) return note(cudaErrorInvalidValue);
   switch (attr) {
     case cudaMemPoolAttrReleaseThreshold: memPool->release_threshold = *static_cast<uint64_t*>(value); break;
@@ -150,8 +140,7 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t memPool, enum cudaMemPoolAttr 
 }
 
 cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t memPool, enum cudaMemPoolAttr attr, void* value) {
-  NM_EMU_ENTRY("cudaMemPoolGetAttribute");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaMemPoolGetAttribute");
   if (!pool_is_live(memPool) || value == nullptr) return note(cudaErrorInvalidValue);
   switch (attr) {
     case cudaMemPoolAttrReleaseThreshold: *static_cast<uint64_t*>(value) = memPool->release_threshold; break;
@@ -174,8 +163,7 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t memPool, enum cudaMemPoolAttr 
 }
 
 cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes* attributes, const void* ptr) {
-  NM_EMU_ENTRY("cudaPointerGetAttributes");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaPointerGetAttributes");
   if (attributes == nullptr) return note(cudaErrorInvalidValue);
   if (check_context() != cudaSuccess) return sticky_error();
   memset(attributes, 0, sizeof *attributes);

@@ -51,8 +51,7 @@ using namespace nm_emu::rt;
 extern "C" {
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  NM_EMU_ENTRY("cudaStreamCreate");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaStreamCreate");
   if (stream == nullptr) return note(cudaErrorInvalidValue);
   if (check_context() != cudaSuccess) return sticky_error();
   *stream = create_stream(false);
@@ -60,8 +59,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
-  NM_EMU_ENTRY("cudaStreamCreateWithFlags");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaStreamCreateWithFlags");
   if (stream == nullptr || (flags & ~(unsigned)cudaStreamNonBlocking) != 0) return note(cudaErrorInvalidValue);
   if (check_context() != cudaSuccess) return sticky_error();
   *stream = create_stream((flags & cudaStreamNonBlocking) != 0);
@@ -69,15 +67,13 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaStreamDestroy");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaStreamDestroy");
   if (!destroy_stream(stream)) return note(cudaErrorInvalidResourceHandle);
   return check_context();
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaStreamSynchronize");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaStreamSynchronize");
   Stream* s = resolve_stream(stream);
   if (s == nullptr) return note(cudaErrorInvalidResourceHandle);
   s->wait(s->last_enqueued());
@@ -85,8 +81,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaStreamQuery");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaStreamQuery");
   Stream* s = resolve_stream(stream);
   if (s == nullptr) return note(cudaErrorInvalidResourceHandle);
   if (check_context() != cudaSuccess) return sticky_error();
@@ -95,8 +90,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
-  NM_EMU_ENTRY("cudaStreamWaitEvent");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaStreamWaitEvent");
   Stream* s = resolve_stream(stream);
   if (s == nullptr || !event_is_live(event)) return note(cudaErrorInvalidResourceHandle);
   if (flags != 0) return note(cudaErrorInvalidValue);
@@ -114,8 +108,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 }
 
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userData) {
-  NM_EMU_ENTRY("cudaLaunchHostFunc");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaLaunchHostFunc");
   Stream* s = resolve_stream(stream);
   if (s == nullptr) return note(cudaErrorInvalidResourceHandle);
   if (fn == nullptr) return note(cudaErrorInvalidValue);
@@ -125,28 +118,24 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* userD
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  NM_EMU_ENTRY("cudaEventCreate");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventCreate");
   return create_event(event, cudaEventDefault);
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
-  NM_EMU_ENTRY("cudaEventCreateWithFlags");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventCreateWithFlags");
   return create_event(event, flags);
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  NM_EMU_ENTRY("cudaEventDestroy");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventDestroy");
   if (!events().remove(event)) return note(cudaErrorInvalidResourceHandle);
   delete event;  // a pending record keeps its state alive (shared_ptr)
   return cudaSuccess;
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-  NM_EMU_ENTRY("cudaEventRecord");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventRecord");
   Stream* s = resolve_stream(stream);
   if (s == nullptr || !event_is_live(event)) return note(cudaErrorInvalidResourceHandle);
   if (check_context() != cudaSuccess) return sticky_error();
@@ -163,8 +152,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-  NM_EMU_ENTRY("cudaEventQuery");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventQuery");
   if (!event_is_live(event)) return note(cudaErrorInvalidResourceHandle);
   if (check_context() != cudaSuccess) return sticky_error();
   Stream* s;
@@ -179,8 +167,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  NM_EMU_ENTRY("cudaEventSynchronize");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventSynchronize");
   if (!event_is_live(event)) return note(cudaErrorInvalidResourceHandle);
   Stream* s;
   uint64_t seq;
@@ -194,8 +181,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  NM_EMU_ENTRY("cudaEventElapsedTime");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaEventElapsedTime");
   if (ms == nullptr) return note(cudaErrorInvalidValue);
   if (!event_is_live(start) || !event_is_live(end)) return note(cudaErrorInvalidResourceHandle);
   if (((start->flags | end->flags) & cudaEventDisableTiming) != 0) return note(cudaErrorInvalidResourceHandle);

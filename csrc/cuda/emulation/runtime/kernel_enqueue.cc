@@ -114,8 +114,7 @@ void enqueue_kernel(cudaStream_t handle, std::unique_ptr<QueuedKernel> kernel) {
 using namespace nm_emu::rt;
 
 extern "C" cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, int value) {
-  NM_EMU_ENTRY("cudaFuncSetAttribute");
-  if (nm_emu_injected_) return note((cudaError_t)nm_emu_injected_);
+  NM_EMU_RUNTIME_ENTRY("cudaFuncSetAttribute");
   if (func == nullptr) return note(cudaErrorInvalidDeviceFunction);
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return note(cudaErrorInvalidValue);
   if (value < 0 || (size_t)value > nm_emu::kMaxDynamicSmemOptin) return note(cudaErrorInvalidValue);

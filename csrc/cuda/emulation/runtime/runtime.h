@@ -68,6 +68,12 @@ class EntryPoint {
   static ::nm_emu::EntryPoint nm_emu_entry_(NAME); \
   const int nm_emu_injected_ = nm_emu_entry_.call()
 
+// The start of a CUDA runtime entry point: count the call and return an injected error the way
+// the runtime reports any error (recorded as the last error, sticky where CUDA's would be).
+#define NM_EMU_RUNTIME_ENTRY(NAME) \
+  NM_EMU_ENTRY(NAME);              \
+  if (nm_emu_injected_) return ::nm_emu::rt::note((cudaError_t)nm_emu_injected_)
+
 // Kernel instances (kernel_enqueue.cc registers them at load time; the streams count runs).
 // NM_CUDA_EMU_FAIL can name a kernel instance too ("fill_kernel<unsigned int>=700"): when it runs,
 // it fails with that CUDA error as the context's sticky error, as a faulting kernel would.
