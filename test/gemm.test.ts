@@ -8,6 +8,7 @@
 // bound for k-term f32 accumulation); 1e-4 on CUDA (1e-2 when bf16 is involved), per
 // ARCHITECTURE.md. A bf16 output adds its own rounding: 2^-8 |c|.
 import { full, gemm, matmul, randn, Tensor } from '../lib/index';
+import { native, NativeGemmArgs } from '../lib/native';
 import { freshSeed, TEST_DEVICE } from './helpers/device';
 import { expectClose, expectSameBits, matmulRef } from './helpers/reference';
 
@@ -227,5 +228,66 @@ describe('operands that are views', () => {
     const ref = matmulRef(ha, hb, { m: 4, n: 3, k: 6, batch: 2 });
     expectClose(await out.read(), ref.value, { what: 'matmul of batch slices', seed, rtol: rtolFor(6, 'bf16', 'f32'), scale: ref.absScale });
     for (const t of [a, b, out]) t.dispose();
+  });
+});
+
+// The backend's own argument rules (csrc/core/gemm_check.h), reached through the native binding
+// that lib/optim uses for strided batches: both backends must accept and reject the same calls
+// with the same words, before any work is queued.
+describe('native gemm: the backends share one set of argument rules', () => {
+  function call(over: Partial<NativeGemmArgs>, tensors: { a: Tensor; b: Tensor; c: Tensor }): void {
+    native.gemm({
+      a: tensors.a.handle('test'), aOffset: 0, b: tensors.b.handle('test'), bOffset: 0, c: tensors.c.handle('test'), cOffset: 0,
+      transA: false, transB: false, m: 4, n: 3, k: 5, alpha: 1, beta: 0,
+      lda: 5, ldb: 3, ldc: 3, strideA: 20, strideB: 15, strideC: 12, batch: 2, abDtype: 0, cDtype: 0,
+      ...over,
+    });
+  }
+
+  test('overlapping C batches, negative strides and short leading dimensions are refused, and C is untouched', async () => {
+    const seed = freshSeed();
+    const a = randn([2, 4, 5], { seed, device });
+    const b = randn([2, 5, 3], { seed: seed + 1, device });
+    const c = full([2, 4, 3], 7, { device });
+    const tensors = { a, b, c };
+    // stride 6 < (m-1)*ldc+n = 12, and (batch-1)*6+3 > ldc = 3: the second matrix starts on row 2 of the first.
+    expect(() => call({ strideC: 6 }, tensors)).toThrow(
+      'gemm: stride_c (6) makes the batches\' C matrices overlap: it must be >= (m-1)*ldc+n = 12 (one matrix after another), ' +
+      'or >= n (3) with (batch-1)*stride_c+n <= ldc (3) (column blocks of the same rows)');
+    expect(() => call({ strideC: 0 }, tensors)).toThrow(/gemm: stride_c \(0\) makes the batches' C matrices overlap/);
+    expect(() => call({ strideA: -20 }, tensors)).toThrow('gemm: batch strides must be >= 0 (got -20, 15, 12)');
+    expect(() => call({ lda: 4 }, tensors)).toThrow('gemm: lda (4) must be >= 5 (A is [m, k])');
+    expect(() => call({ transB: true, ldb: 3 }, tensors)).toThrow('gemm: ldb (3) must be >= 5 (B is [n, k])');
+    expect(Array.from(await c.read())).toEqual(new Array(24).fill(7));
+    for (const t of [a, b, c]) t.dispose();
+  });
+
+  test('column blocks of the same rows are accepted: C[:, 3j:3j+3] = A[:, 5j:5j+5] @ B[j]', async () => {
+    const seed = freshSeed();
+    const a = randn([4, 10], { seed, device });
+    const b = randn([2, 5, 3], { seed: seed + 1, device });
+    const c = full([4, 6], NaN, { device });
+    call({ lda: 10, ldc: 6, strideA: 5, strideC: 3 }, { a, b, c });
+    const ha = await a.read();
+    const hb = await b.read();
+    const expected = new Float64Array(24);
+    const scale = new Float64Array(24);
+    for (let j = 0; j < 2; j++) {
+      for (let i = 0; i < 4; i++) {
+        for (let col = 0; col < 3; col++) {
+          let s = 0;
+          let sa = 0;
+          for (let p = 0; p < 5; p++) {
+            const term = ha[i * 10 + 5 * j + p] * hb[j * 15 + p * 3 + col];
+            s += term;
+            sa += abs(term);
+          }
+          expected[i * 6 + 3 * j + col] = s;
+          scale[i * 6 + 3 * j + col] = sa;
+        }
+      }
+    }
+    expectClose(await c.read(), expected, { what: 'column-block batches', seed, rtol: rtolFor(5, 'f32', 'f32'), scale });
+    for (const t of [a, b, c]) t.dispose();
   });
 });

@@ -261,6 +261,17 @@ static inline size_t nm_dtype_size(nm_dtype dtype) {
   return 0;
 }
 
+// The dtype's name as the TypeScript layer spells it ("unknown" for an unknown value).
+static inline const char* nm_dtype_name(nm_dtype dtype) {
+  switch (dtype) {
+    case NM_F32: return "f32";
+    case NM_BF16: return "bf16";
+    case NM_I32: return "i32";
+    case NM_U16: return "u16";
+  }
+  return "unknown";
+}
+
 // The symbol the CUDA module exports. Returns NULL (with a reason in err) when abi_version does
 // not match the module's.
 typedef const nm_backend_ops* (*nm_backend_entry_fn)(uint32_t abi_version, char* err,

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "../core/gemm_check.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "model_kernels_a.h"
@@ -196,13 +197,9 @@ nm_status sum_squares_op(nm_backend* be, void* out, const void* x, nm_dtype dtyp
 nm_status gemm_op(nm_backend* be, const nm_gemm_args* args) {
   NM_REQUIRE(args != nullptr, "gemm", "args is null");
   const nm_gemm_args a = *args;  // copied: the caller's struct may not outlive this call
-  NM_REQUIRE(is_float(a.ab_dtype) && is_float(a.c_dtype), "gemm", "dtypes must be f32 or bf16");
-  NM_REQUIRE(a.m >= 0 && a.n >= 0 && a.k >= 0 && a.batch >= 1, "gemm", "bad sizes");
-  if (a.m == 0 || a.n == 0) return NM_OK;
-  NM_REQUIRE(a.c != nullptr && (a.k == 0 || (a.a != nullptr && a.b != nullptr)), "gemm",
-             "null pointer");
-  NM_REQUIRE(a.ldc >= a.n && a.lda >= (a.trans_a ? a.m : a.k) && a.ldb >= (a.trans_b ? a.k : a.n),
-             "gemm", "leading dimension smaller than the row width");
+  char problem[320];
+  if (nm_gemm_args_invalid(&a, problem, sizeof problem)) return fail(NM_ERR_INVALID, "gemm", problem);
+  if (a.m == 0 || a.n == 0 || a.batch == 0) return NM_OK;
   be->queue.enqueue([a] { gemm(a); });
   return NM_OK;
 }

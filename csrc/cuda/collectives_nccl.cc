@@ -166,7 +166,6 @@ void watch(nm_comm* c) {
 
 ncclDataType_t nccl_type(nm_dtype dtype) { return dtype == NM_BF16 ? ncclBfloat16 : ncclFloat32; }
 ncclRedOp_t nccl_op(nm_reduce_op op) { return op == NM_REDUCE_AVG ? ncclAvg : ncclSum; }
-const char* dtype_name(nm_dtype dtype) { return dtype == NM_BF16 ? "bf16" : "f32"; }
 
 nm_status check_args(nm_comm* c, const char* op, nm_dtype dtype, int64_t n) {
   if (c == nullptr) return set_error(NM_ERR_INVALID, "%s: communicator is NULL", op);
@@ -331,7 +330,9 @@ nm_status status(nm_comm* c, char* err, size_t err_len) {
   return NM_ERR_DEVICE;
 }
 
-std::string sized(int64_t n, nm_dtype dtype) { return std::to_string(n) + " " + dtype_name(dtype); }
+std::string sized(int64_t n, nm_dtype dtype) {
+  return std::to_string(n) + " " + nm_dtype_name(dtype);
+}
 
 nm_status all_reduce(nm_comm* c, void* out, const void* in, int64_t n, nm_dtype dtype, nm_reduce_op op) {
   NM_TRY(check_args(c, "allReduce", dtype, n));

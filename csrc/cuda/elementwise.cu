@@ -175,7 +175,7 @@ nm_status cast(nm_backend* be, void* dst, nm_dtype dst_dtype, const void* src, n
     return fail_invalid(kOp,
                         "unsupported cast %s -> %s (supported: f32<->bf16, f32->f32, bf16->bf16, "
                         "u16->i32, i32->f32)",
-                        dtype_name(src_dtype), dtype_name(dst_dtype));
+                        nm_dtype_name(src_dtype), nm_dtype_name(dst_dtype));
   }
   NM_TRY(check_ptr(kOp, "dst", dst, n));
   NM_TRY(check_ptr(kOp, "src", src, n));

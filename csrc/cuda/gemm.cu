@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "../core/gemm_check.h"
 #include "check.h"
 #include "context.h"
 #include "dtypes.cuh"
@@ -78,64 +79,16 @@ nm_status cublas_gemm(nm_backend* be, const nm_gemm_args& g, float beta, void* c
   return NM_OK;
 }
 
+// The shared rules (core/gemm_check.h) and the limits of cuBLAS's 32-bit interface.
 nm_status validate(const nm_gemm_args& g, const char* op) {
-  if (g.ab_dtype != NM_F32 && g.ab_dtype != NM_BF16) {
-    return fail_invalid(op, "ab_dtype must be f32 or bf16, got %s", dtype_name(g.ab_dtype));
-  }
-  if (g.c_dtype != NM_F32 && g.c_dtype != NM_BF16) {
-    return fail_invalid(op, "c_dtype must be f32 or bf16, got %s", dtype_name(g.c_dtype));
-  }
-  if (g.m < 0 || g.n < 0 || g.k < 0 || g.batch < 0) {
-    return fail_invalid(op, "m, n, k, batch must be >= 0 (got %lld, %lld, %lld, %lld)",
-                        (long long)g.m, (long long)g.n, (long long)g.k, (long long)g.batch);
-  }
+  char problem[320];
+  if (nm_gemm_args_invalid(&g, problem, sizeof problem)) return fail_invalid(op, "%s", problem);
   // cuBLAS's (32-bit) interface; these are far beyond any matrix this package multiplies.
   const int64_t limits[] = {g.m, g.n, g.k, g.batch, g.lda, g.ldb, g.ldc};
   for (int64_t v : limits) {
     if (v > INT_MAX) {
       return fail_invalid(op, "m, n, k, batch and leading dimensions must be <= %d", INT_MAX);
     }
-  }
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return NM_OK;  // nothing is touched
-  if (g.c == nullptr) return fail_invalid(op, "c is NULL");
-  if (g.ldc < g.n) {
-    return fail_invalid(op, "ldc (%lld) must be >= n (%lld)", (long long)g.ldc, (long long)g.n);
-  }
-  if (g.batch > 1) {
-    // The batches' C matrices must not share an element: either each lies past the end of the
-    // previous one, or they are column blocks of the same rows (entry b starts stride_c >= n
-    // columns right of entry b-1, all within one row of ldc), as in the block-diagonal right
-    // product G @ blockdiag(Kinv) of lib/optim (rightPrecondition).
-    int64_t last_block = 0;
-    const bool one_after_another = g.stride_c >= (g.m - 1) * g.ldc + g.n;
-    const bool column_blocks = g.stride_c >= g.n &&
-                               !__builtin_mul_overflow(g.batch - 1, g.stride_c, &last_block) &&
-                               last_block + g.n <= g.ldc;
-    if (!one_after_another && !column_blocks) {
-      return fail_invalid(op,
-                          "stride_c (%lld) makes the batches' C matrices overlap: it must be >= "
-                          "(m-1)*ldc+n = %lld (one matrix after another), or >= n (%lld) with "
-                          "(batch-1)*stride_c+n <= ldc (%lld) (column blocks of the same rows)",
-                          (long long)g.stride_c, (long long)((g.m - 1) * g.ldc + g.n),
-                          (long long)g.n, (long long)g.ldc);
-    }
-  }
-  if (g.k == 0) return NM_OK;  // A and B are not read
-  if (g.a == nullptr) return fail_invalid(op, "a is NULL");
-  if (g.b == nullptr) return fail_invalid(op, "b is NULL");
-  // Row strides: A is [m,k] ([k,m] when trans_a), B is [k,n] ([n,k] when trans_b).
-  const int64_t min_lda = g.trans_a ? g.m : g.k;
-  const int64_t min_ldb = g.trans_b ? g.k : g.n;
-  if (g.lda < min_lda) {
-    return fail_invalid(op, "lda (%lld) must be >= %lld (%s)", (long long)g.lda,
-                        (long long)min_lda, g.trans_a ? "A is [k, m]" : "A is [m, k]");
-  }
-  if (g.ldb < min_ldb) {
-    return fail_invalid(op, "ldb (%lld) must be >= %lld (%s)", (long long)g.ldb,
-                        (long long)min_ldb, g.trans_b ? "B is [n, k]" : "B is [k, n]");
-  }
-  if (g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0) {
-    return fail_invalid(op, "batch strides must be >= 0");
   }
   // The f32 temporary of the f32 x f32 -> bf16 path holds batch*m*n floats.
   const double elems = (double)g.batch * (double)g.m * (double)g.n;

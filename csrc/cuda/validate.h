@@ -10,16 +10,6 @@
 
 namespace nm_cuda {
 
-inline const char* dtype_name(nm_dtype dtype) {
-  switch (dtype) {
-    case NM_F32: return "f32";
-    case NM_BF16: return "bf16";
-    case NM_I32: return "i32";
-    case NM_U16: return "u16";
-  }
-  return "unknown";
-}
-
 inline nm_status check_count(const char* op, int64_t n) {
   if (n < 0) return fail_invalid(op, "n must be >= 0, got %lld", (long long)n);
   return NM_OK;
@@ -34,7 +24,7 @@ inline nm_status check_ptr(const char* op, const char* name, const void* ptr, in
 // The elementwise and reduction ops do f32 math on f32 or bf16 storage only.
 inline nm_status check_float_dtype(const char* op, nm_dtype dtype) {
   if (dtype != NM_F32 && dtype != NM_BF16) {
-    return fail_invalid(op, "dtype must be f32 or bf16, got %s (%d)", dtype_name(dtype),
+    return fail_invalid(op, "dtype must be f32 or bf16, got %s (%d)", nm_dtype_name(dtype),
                         (int)dtype);
   }
   return NM_OK;

@@ -84,8 +84,6 @@ std::string without_location(const std::string& what) {
   return what;
 }
 
-const char* dtype_name(nm_dtype dtype) { return dtype == NM_BF16 ? "bf16" : "f32"; }
-
 nm_status check_common(nm_comm* comm, const char* op, nm_dtype dtype, int64_t n) {
   if (comm == nullptr) return set_error(NM_ERR_INVALID, std::string(op) + ": communicator is NULL");
   if (dtype != NM_F32 && dtype != NM_BF16) {
@@ -132,7 +130,7 @@ nm_status enqueue(nm_comm* comm, const char* op, const std::string& what, std::f
 uint32_t tag_of(nm_comm* comm) { return static_cast<uint32_t>(comm->issued + 1); }
 
 std::string describe_op(int64_t n, nm_dtype dtype) {
-  return std::to_string(n) + " " + dtype_name(dtype);
+  return std::to_string(n) + " " + nm_dtype_name(dtype);
 }
 
 void divide(void* data, size_t n, nm_dtype dtype, int world) {
