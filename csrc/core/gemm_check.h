@@ -18,8 +18,8 @@ static inline int nm_gemm_args_invalid(const nm_gemm_args* g, char* msg, size_t 
   const int f32_or_bf16_c = g->c_dtype == NM_F32 || g->c_dtype == NM_BF16;
   if (!f32_or_bf16_ab || !f32_or_bf16_c) {
     const nm_dtype bad = f32_or_bf16_ab ? g->c_dtype : g->ab_dtype;
-    snprintf(msg, len, "%s must be f32 or bf16, got %s (%d)", f32_or_bf16_ab ? "c_dtype" : "ab_dtype",
-             nm_dtype_name(bad), (int)bad);
+    snprintf(msg, len, "%s must be f32 or bf16, got %s (%d)",
+             f32_or_bf16_ab ? "c_dtype" : "ab_dtype", nm_dtype_name(bad), (int)bad);
     return 1;
   }
   if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 0) {

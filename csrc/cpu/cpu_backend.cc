@@ -198,7 +198,9 @@ nm_status gemm_op(nm_backend* be, const nm_gemm_args* args) {
   NM_REQUIRE(args != nullptr, "gemm", "args is null");
   const nm_gemm_args a = *args;  // copied: the caller's struct may not outlive this call
   char problem[320];
-  if (nm_gemm_args_invalid(&a, problem, sizeof problem)) return fail(NM_ERR_INVALID, "gemm", problem);
+  if (nm_gemm_args_invalid(&a, problem, sizeof problem)) {
+    return fail(NM_ERR_INVALID, "gemm", problem);
+  }
   if (a.m == 0 || a.n == 0 || a.batch == 0) return NM_OK;
   be->queue.enqueue([a] { gemm(a); });
   return NM_OK;
