@@ -368,7 +368,7 @@ export abstract class MatrixOptimizer {
     if (x.device !== stat.k!.device) throw new Error(`observeInput(${stat.key}): x is on ${x.device} but the optimizer is on ${stat.k!.device}`);
     if (!this.collectsStatistics()) return false;
     if (x.shape[0] === 0) return false;
-    this.beginObservation(stat, 'observeInput');
+    this.zeroIfUnobserved(stat, 'observeInput');
     accumulateInputGram(stat.s!, x, { blocks: stat.blocks, scale: 1 / x.shape[0] });
     stat.observations++;
     return true;
@@ -394,7 +394,7 @@ export abstract class MatrixOptimizer {
     }
     if (!this.collectsStatistics()) return false;
     if (tokens === 0) return false;
-    this.beginObservation(stat, 'observeGram');
+    this.zeroIfUnobserved(stat, 'observeGram');
     const asStat = gram.view(stat.s!.shape);
     axpy(stat.s!, asStat, 1 / tokens);
     asStat.dispose(); // the update is enqueued; the view only held a reference
@@ -411,8 +411,12 @@ export abstract class MatrixOptimizer {
     return stat;
   }
 
-  /** The first observation of a step starts the step's statistic from zero. */
-  private beginObservation(stat: Statistic, what: string): void {
+  /**
+   * Zeroes a statistic's sum that holds nothing of this step yet: before a step's first
+   * observation adds to it, and before the data-parallel reduce (where an unobserved statistic
+   * must add nothing).
+   */
+  private zeroIfUnobserved(stat: Statistic, what: string): void {
     if (stat.observations === 0) native.fill(stat.s!.handle(what), stat.s!.byteOffset, dtypeCode('f32'), stat.s!.numel, 0);
   }
 
@@ -509,10 +513,7 @@ export abstract class MatrixOptimizer {
   private beginStatisticsReduce(): Tensor | undefined {
     if (this.allReduceStatistics === undefined || !this.collectsStatistics()) return undefined;
     const stats = [...this.stats.values()];
-    // A statistic this rank did not observe must contribute nothing to the sum.
-    for (const s of stats) {
-      if (s.observations === 0) native.fill(s.s!.handle('reduceStatistics'), s.s!.byteOffset, dtypeCode('f32'), s.s!.numel, 0);
-    }
+    for (const s of stats) this.zeroIfUnobserved(s, 'reduceStatistics');
     const counts = untracked(() => tensor(Float32Array.from(stats, (s) => s.observations), [stats.length], { device: this.matrices[0].param.device }));
     try {
       this.allReduceStatistics([...[...this.statGroups.values()].map((g) => g.s!), counts]);
