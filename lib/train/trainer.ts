@@ -36,7 +36,7 @@ import { WTE } from '../gpt2/config';
 import { gpt2MatrixParams } from '../gpt2/matrix_params';
 import type { ProcessGroup } from '../dist/process_group';
 import { planShards, ShardedMatrixStep } from '../dist/sharding';
-import { copy } from '../ops';
+import { copy, fill } from '../ops';
 import { AdamW } from '../optim/adamw';
 import { assertGradientsFinite } from '../optim/finite';
 import type { MatrixOptimizer } from '../optim/matrix_optimizer';
@@ -405,7 +405,7 @@ export class Trainer {
     }
     const all = W === 1 ? sums : await this.gatherHost(sums);
     let total = 0;
-    for (let g = 0; g < this.valBatches; g++) total += all[(g % W) * per + Math.floor(g / W)] / (c.microBatch * c.seqLen);
+    for (let g = 0; g < this.valBatches; g++) total += all[gatheredIndex(g, W, per)] / (c.microBatch * c.seqLen);
     return total / this.valBatches;
   }
 
@@ -476,7 +476,7 @@ export class Trainer {
       this.log({ step: 0, train_loss: null, val_loss: await this.evaluate(), lr: this.lrAt(0), tokens_per_s: 0, elapsed_s: 0 }, null);
     }
     const grads = Object.entries(this.model.grads()).map(([name, grad]) => ({ name, grad }));
-    const hook = (name: string, x: import('../tensor').Tensor) => { this.matrixOpt!.observeInput(name, x); };
+    const hook = (name: string, x: Tensor) => { this.matrixOpt!.observeInput(name, x); };
     let lastCheckpoint: string | null = null;
     let rate: number | null = null;
     const startStep = this.step;
@@ -519,9 +519,7 @@ export class Trainer {
         await this.adam.step();
         if (this.stopRequested) {
           const flag = control.slice(accum, accum + 1);
-          const one = untracked(() => tensor([1], [1], { device: this.device }));
-          copy(flag, one);
-          one.dispose();
+          fill(flag, 1);
           flag.dispose();
         }
         if (W > 1) this.group!.allGather(gathered, control);
@@ -530,7 +528,7 @@ export class Trainer {
         // communication.
         const values = await this.readChecked(gathered);
         let total = 0;
-        for (let g = 0; g < globalAccum; g++) total += values[(g % W) * (accum + 1) + Math.floor(g / W)];
+        for (let g = 0; g < globalAccum; g++) total += values[gatheredIndex(g, W, accum + 1)];
         loss = total / globalAccum;
         stopAgreed = Array.from({ length: W }, (_, r) => values[r * (accum + 1) + accum]).some((v) => v !== 0);
       } finally {
@@ -613,6 +611,15 @@ export class Trainer {
     this.adam.dispose();
     this.model.dispose();
   }
+}
+
+/**
+ * Where batch g of a step (or of the val set) lands after an all-gather: the DataLoader's rank
+ * slicing gives batch g to rank g % world as its (g / world)-th, and each rank's values fill a
+ * slot of `slot` entries. Summing in g order reproduces the single-process sum bit for bit.
+ */
+function gatheredIndex(g: number, world: number, slot: number): number {
+  return (g % world) * slot + Math.floor(g / world);
 }
 
 /**
