@@ -17,6 +17,7 @@ import { launchEnvironment } from '../dist/env';
 import type { LaunchInfo } from '../dist/env';
 import { DistError } from '../dist/errors';
 import { DEFAULT_TIMEOUT_MS, initProcessGroup } from '../dist/process_group';
+import { onRankZero } from '../dist/rank_zero';
 import type { ProcessGroup } from '../dist/process_group';
 import { CheckpointError, findCheckpoint, readCheckpointState, removePartialCheckpoints } from '../train/checkpoint';
 import { ConfigError, OPTIMIZER_NAMES, presetConfig, PRESET_NAMES, validateConfig } from '../train/config';
@@ -502,21 +503,9 @@ async function runRank(args: TrainArgs, launch: LaunchInfo, io: TrainCliIO): Pro
       device: args.device ?? 'auto', launch, timeoutMs: Math.max(1, Math.round((args.distTimeout ?? DEFAULT_TIMEOUT_MS / 1000) * 1000)),
       fingerprint: fingerprintOf(args), exitOnPeerFailure: true,
     });
-    let planned: { plan?: RunPlan; error?: { kind: string; message: string } } | undefined;
-    if (group.rank === 0) {
-      try {
-        planned = { plan: planRuns(args) };
-      } catch (error) {
-        planned = { error: { kind: errorKind(error) ?? 'other', message: (error as Error).message } };
-      }
-    }
-    planned = await group.broadcastObject(planned, 0);
-    if (planned.error !== undefined) {
-      const type = ERROR_KINDS[planned.error.kind as keyof typeof ERROR_KINDS] ?? Error;
-      throw new type(planned.error.message);
-    }
+    const plan = await onRankZero(group, () => planRuns(args), ERROR_KINDS);
     const quiet: TrainCliIO = { ...io, stdout: { write: () => true }, stderr: io.stderr };
-    const status = await runPlan(planned.plan!, group.rank === 0 ? io : quiet, { group, shard: args.noShardOptimizer !== true });
+    const status = await runPlan(plan, group.rank === 0 ? io : quiet, { group, shard: args.noShardOptimizer !== true });
     await group.destroy();
     return status;
   } catch (error) {

@@ -35,6 +35,7 @@ import { GPT2 } from '../gpt2/model';
 import { WTE } from '../gpt2/config';
 import { gpt2MatrixParams } from '../gpt2/matrix_params';
 import type { ProcessGroup } from '../dist/process_group';
+import { onRankZero } from '../dist/rank_zero';
 import { planShards, ShardedMatrixStep } from '../dist/sharding';
 import { copy, fill } from '../ops';
 import { AdamW } from '../optim/adamw';
@@ -245,36 +246,18 @@ export class Trainer {
     try {
       // Rank 0 reads the files and prepares the run folder; every rank then takes its outcome, so
       // a bad checkpoint or a taken folder fails every rank with the same message.
-      await trainer.onRankZero(async () => {
+      const prepare = async (): Promise<void> => {
         if (options.resumeFrom !== undefined) await trainer.restore(options.resumeFrom);
         else if (trainer.config.initWeights !== null) await trainer.loadInitWeights(trainer.config.initWeights);
         trainer.prepareOutDir(options.resumeFrom !== undefined);
-      });
+      };
+      if (group === null) await prepare();
+      else await onRankZero(group, prepare, { checkpoint: CheckpointError, data: DataError });
       if (group !== null && group.worldSize > 1) await trainer.broadcastState(options.resumeFrom !== undefined);
       return trainer;
     } catch (error) {
       trainer.dispose();
       throw error;
-    }
-  }
-
-  /** Runs fn on rank 0 and hands its error (as the same error type) to every rank. */
-  private async onRankZero(fn: () => Promise<void>): Promise<void> {
-    if (this.group === null || this.world === 1) return fn();
-    let failure: { kind: string; message: string } | null = null;
-    if (this.rank === 0) {
-      try {
-        await fn();
-      } catch (error) {
-        const e = error as Error;
-        failure = { kind: e instanceof CheckpointError ? 'checkpoint' : e instanceof DataError ? 'data' : 'other', message: e.message };
-      }
-    }
-    failure = await this.group.broadcastObject(failure, 0);
-    if (failure !== null) {
-      if (failure.kind === 'checkpoint') throw new CheckpointError(failure.message);
-      if (failure.kind === 'data') throw new DataError(failure.message);
-      throw new Error(failure.message);
     }
   }
 
