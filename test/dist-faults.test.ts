@@ -236,6 +236,23 @@ describeWithGloo('bad input: one line, non-zero exit', () => {
     expectOneLine(noLib, /is unavailable: libgloo\.so\.0 not found: apt-get install libgloo0/);
   }, 60_000);
 
+  test('what rank 0 alone reads is wrong (a missing --resume checkpoint, a taken --out): every rank fails with its words and kind', async () => {
+    // Rank 0 plans the runs (reads the checkpoint) and prepares the run folder; the others must
+    // fail with the same line instead of waiting for it in a collective. No "error:" prefix:
+    // the CheckpointError / DataError kept its type across the group.
+    const missing = path.join(root, 'no-such-checkpoint');
+    let port = await freePort();
+    const resumed = await Promise.all([0, 1].map((rank) => run(rank, 2, port, {}, [...trainArgs(path.join(root, 'resume-out')), '--resume', missing])));
+    for (const r of resumed) expectOneLine(r, `newton-muon-train: rank ${resumed.indexOf(r)}: checkpoint '${missing}' does not exist`);
+
+    const taken = path.join(root, 'taken-out');
+    fs.mkdirSync(taken);
+    fs.writeFileSync(path.join(taken, 'metrics.jsonl'), '');
+    port = await freePort();
+    const fresh = await Promise.all([0, 1].map((rank) => run(rank, 2, port, {}, trainArgs(taken))));
+    for (const r of fresh) expectOneLine(r, new RegExp(`^newton-muon-train: rank ${fresh.indexOf(r)}: the output folder '.*taken-out' already holds a run`));
+  }, 60_000);
+
   test('--nproc-per-node under another launcher', async () => {
     const r = await spawnNode(TRAIN_CLI, ['--nproc-per-node', '2', '--device', 'cpu'], torchrunEnv(1, 2, 29500), HARD_TIMEOUT_MS).done;
     expectOneLine(r, '--nproc-per-node starts its own ranks, but this process is already rank 1 of 2 (torchrun)');

@@ -30,6 +30,10 @@ export async function onRankZero<T>(group: ProcessGroup, fn: () => T | Promise<T
   }
   outcome = await group.broadcastObject(outcome, 0);
   if (outcome.error !== undefined) {
+    // Rank 0's store holds the message, and rank 0 exits on this error, closing the store: wait
+    // until every rank has read it (bounded by the group's timeout), or a slower rank would fail
+    // with a lost connection instead of the message.
+    await group.storeBarrier('rank-zero-failure').catch(() => undefined);
     const type = outcome.error.kind !== null ? errorTypes[outcome.error.kind] : Error;
     throw new type(outcome.error.message);
   }
